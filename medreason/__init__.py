@@ -1,0 +1,32 @@
+"""medreason: train medical reasoning LLMs end to end.
+
+Synthesis → curation/decontamination → curriculum SFT → DPO → DAPO → test-time training → evaluation,
+each a trainer or pipeline usable from Python and from a Hydra recipe
+(``python -m medreason.train +recipe=tiny``).
+
+Trainers are imported on first use, so ``import medreason`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "CurriculumSFTConfig": "medreason.trainers",
+    "CurriculumSFTTrainer": "medreason.trainers",
+    "SFTStage": "medreason.trainers",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, SFTStage
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'medreason' has no attribute {name!r}")

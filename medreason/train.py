@@ -1,0 +1,135 @@
+"""Run a recipe's stages in order: ``python -m medreason.train +recipe=NAME [overrides]``.
+
+    python -m medreason.train +recipe=tiny                           # CPU demo, a few minutes
+    python -m medreason.train +recipe=finemedlm_o1 dry_run=true      # print the resolved config
+    python -m medreason.train +recipe=tiny stage=sft_endocrinology resume=true
+    accelerate launch --config_file $(python -m medreason.config accelerate/zero3_8gpu.yaml) \\
+        -m medreason.train +recipe=ii_medical_8b stage=sft stages.sft.data.path=/data/sft.jsonl
+
+Each stage writes ``<output_dir>/<stage>/`` (checkpoints, ``metrics.json``, ``final/``) and a
+completion marker last; the next stage starts from ``final/``. The resolved config is saved as
+``<output_dir>/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import hydra
+from accelerate import PartialState
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+from medreason.config import config_dir
+from medreason.recipe import STAGE_KINDS, RecipeError, selected_stages, stage_names, validate_run_config
+from medreason.stage_context import StageContext, read_completion_marker
+from medreason.utils.logging import configure_logging, get_logger
+
+logger = get_logger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, Path]:
+    """Validate ``cfg`` and train its selected stages; return each trained stage's final directory."""
+    configure_logging(cfg.log_level)
+    if cfg.dry_run:
+        _print_plan(cfg)
+        validate_run_config(cfg)
+        print("# config is valid")  # noqa: T201
+        return {}
+    validate_run_config(cfg)
+    state = PartialState()
+    output_dir = Path(cfg.output_dir)
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    model_path = _base_model_path(cfg, output_dir, state)
+
+    names = stage_names(cfg)
+    finals: dict[str, Path] = {}
+    for name in selected_stages(cfg):
+        stage = cfg.stages[name]
+        stage_dir = output_dir / name
+        start = stage.get("init_from") or _previous_final(cfg, names, name, output_dir) or model_path
+        if read_completion_marker(stage_dir) is not None and not cfg.overwrite:
+            if not cfg.resume:
+                raise RecipeError(
+                    f"Stage {name!r} already finished in {stage_dir}. Pass resume=true to skip it, "
+                    "overwrite=true to train it again, or choose another output_dir."
+                )
+            logger.info("Stage %r already finished; skipping (resume=true)", name)
+            finals[name] = stage_dir / "final"
+            continue
+        if cfg.overwrite and stage_dir.exists() and state.is_main_process:
+            shutil.rmtree(stage_dir)
+        state.wait_for_everyone()
+        context = StageContext(
+            name=name, kind=stage.kind, cfg=stage, model_path=str(start), reference_path=str(start),
+            output_dir=stage_dir, resume=bool(cfg.resume), seed=cfg.seed, run_cfg=cfg,
+        )
+        logger.info("Stage %r (%s) starting from %s", name, stage.kind, start)
+        finals[name] = STAGE_KINDS[stage.kind].load_runner()(context)
+        logger.info("Stage %r done: %s", name, finals[name])
+    if state.is_main_process:
+        summary = {name: read_completion_marker(output_dir / name) for name in names}
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        logger.info("Run finished; summary in %s", output_dir / "summary.json")
+    return finals
+
+
+def _previous_final(cfg: DictConfig, names: list[str], name: str, output_dir: Path) -> Path | None:
+    """The final model of the stage before ``name``; ``None`` for the first stage.
+
+    Raises:
+        RecipeError: the previous stage has not finished, so this stage has nothing to start from.
+    """
+    index = names.index(name)
+    if index == 0:
+        return None
+    previous = names[index - 1]
+    if read_completion_marker(output_dir / previous) is None and cfg.stage is not None:
+        raise RecipeError(
+            f"stage={name} starts from stage {previous!r}, which has not finished in {output_dir / previous}. "
+            f"Run stage={previous} first, or set stages.{name}.init_from=PATH_OR_HUB_ID."
+        )
+    return output_dir / previous / "final"
+
+
+def _base_model_path(cfg: DictConfig, output_dir: Path, state: PartialState) -> str:
+    """The model the first stage starts from; builds the tiny random model when ``model.tiny_family`` is set."""
+    if cfg.model.tiny_family is None:
+        return cfg.model.name_or_path
+    from medreason.testing import build_tiny_model_dir
+
+    path = output_dir / "base_model"
+    with state.main_process_first():
+        if state.is_main_process and not (path / "config.json").is_file():
+            build_tiny_model_dir(path, cfg.model.tiny_family, seed=cfg.seed)
+    return str(path)
+
+
+def _print_plan(cfg: DictConfig) -> None:
+    """Print the resolved config and the stages that would run (``dry_run=true``)."""
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except (MissingMandatoryValue, InterpolationToMissingValueError):  # a ??? the user must still set; show it unresolved
+        text = OmegaConf.to_yaml(cfg, resolve=False)
+    print(text)  # noqa: T201 - the dry run's output is the config
+    stages = " -> ".join(f"{name} ({cfg.stages[name].kind})" for name in selected_stages(cfg))
+    print(f"# stages to run: {stages}")  # noqa: T201
+    if cfg.launch.accelerate_config:
+        print(  # noqa: T201
+            f"# the model card ran on {cfg.launch.num_processes} GPUs: accelerate launch --config_file "
+            f"$(python -m medreason.config accelerate/{cfg.launch.accelerate_config}.yaml) -m medreason.train ..."
+        )
+
+
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

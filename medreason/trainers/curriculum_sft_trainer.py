@@ -1,0 +1,224 @@
+"""Multi-stage supervised fine-tuning on top of ``trl.SFTTrainer``.
+
+Why not one ``SFTTrainer``: a curriculum changes the data, learning rate, schedule, epochs and batch
+size between stages (FineMedLM-o1: all data at 3e-5 → Internal Medicine at 5e-6 → Endocrinology at
+5e-6), and each stage keeps its best checkpoint by validation loss. Each stage therefore gets its own
+``SFTTrainer`` (fresh optimizer and schedule, HF's best-checkpoint logic), and this class carries the
+model and tokenizer from one stage to the next, writing each stage's checkpoint and metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from peft import AutoPeftModelForCausalLM, PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from medreason.data.chat_templates import ensure_chat_template
+from medreason.data.loading import RecordSet, from_memory, select_records
+from medreason.data.records import RecordConverter
+from medreason.stage_context import read_completion_marker, write_completion_marker
+from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
+from medreason.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class StageResult:
+    """What one curriculum stage produced.
+
+    Args:
+        name: Stage name.
+        final_dir: Directory of the stage's model and tokenizer (its best checkpoint when validated).
+        metrics: Training and validation metrics, record counts and the effective hyper-parameters.
+    """
+
+    name: str
+    final_dir: Path
+    metrics: dict[str, Any]
+
+
+class CurriculumSFTTrainer:
+    """Runs the stages of a :class:`CurriculumSFTConfig` in order, each on its own ``trl.SFTTrainer``.
+
+    Args:
+        model: A causal LM, or a hub id / local path loaded with ``args.model_init_kwargs``.
+        args: The curriculum configuration.
+        train_dataset: Records in any shape of :mod:`medreason.data.records` (``datasets.Dataset``,
+            a list of dicts, or a :class:`~medreason.data.loading.RecordSet`); stage filters select from it.
+        processing_class: Tokenizer; loaded from ``model`` when it is a path. A tokenizer without a chat
+            template gets ChatML with ``<think>`` reasoning.
+        peft_config: Optional ``peft`` config; the adapter is created in the first stage and trained on.
+        callbacks: Extra ``transformers.TrainerCallback`` objects for every stage.
+
+    >>> import tempfile
+    >>> from medreason.testing import build_tiny_model_dir, tiny_records
+    >>> model_dir = build_tiny_model_dir(tempfile.mkdtemp())
+    >>> args = CurriculumSFTConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, bf16=False, max_steps=1,
+    ...     per_device_train_batch_size=2, report_to="none", stages=[
+    ...         {"name": "all"}, {"name": "endocrinology", "filter": {"subdepartment": "Endocrinology"}}])
+    >>> results = CurriculumSFTTrainer(str(model_dir), args, train_dataset=tiny_records(16)).train()
+    >>> [result.name for result in results]
+    ['all', 'endocrinology']
+    """
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        args: CurriculumSFTConfig,
+        train_dataset: Any,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        peft_config: Any | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+    ):
+        if isinstance(model, str | Path):
+            model_id = str(model)
+            model = AutoModelForCausalLM.from_pretrained(model_id, **(args.model_init_kwargs or {}))
+            processing_class = processing_class or AutoTokenizer.from_pretrained(model_id)
+        if processing_class is None:
+            raise ValueError("processing_class is required when model is a model object; pass its tokenizer.")
+        ensure_chat_template(processing_class)
+        self.model, self.processing_class, self.args = model, processing_class, args
+        self.records: RecordSet = from_memory(train_dataset)
+        self.converter = RecordConverter(args.data_format, args.data_target, args.system_prompt)
+        self.peft_config, self.callbacks = peft_config, callbacks or []
+        # Under ZeRO-3/FSDP the trained model is sharded: reload the saved stage result instead of
+        # reusing the wrapped object, so every stage starts from a plain, full model.
+        self._reload_between_stages = bool(args.deepspeed or args.fsdp)
+
+    def train(self, resume_from_checkpoint: bool = False) -> list[StageResult]:
+        """Train every stage in order and return their results.
+
+        Args:
+            resume_from_checkpoint: Skip stages that already finished (loading their result) and
+                continue an interrupted stage from its last checkpoint.
+
+        Raises:
+            FileExistsError: a stage already finished in ``output_dir`` and ``resume_from_checkpoint`` is False.
+        """
+        results = []
+        for index, stage in enumerate(self.args.stages):
+            stage_dir = Path(self.args.output_dir) / stage.name
+            marker = read_completion_marker(stage_dir)
+            if marker is not None:
+                if not resume_from_checkpoint:
+                    raise FileExistsError(
+                        f"Stage {stage.name!r} already finished in {stage_dir}. Pass resume_from_checkpoint=True "
+                        "(resume=true from the CLI) to reuse it, or choose another output_dir."
+                    )
+                logger.info("Stage %r already finished; loading its result from %s", stage.name, stage_dir / "final")
+                self.model = self._load_stage_model(stage_dir / "final")
+                results.append(StageResult(stage.name, stage_dir / "final", marker["metrics"]))
+                continue
+            results.append(self._train_stage(stage, stage_dir, resume_from_checkpoint, first=index == 0))
+        return results
+
+    def build_stage_trainer(self, stage: SFTStage, first: bool = True) -> SFTTrainer:
+        """The ``SFTTrainer`` for one stage: its records selected, converted and split, its arguments set.
+
+        Useful on its own to inspect a stage's tokenized data or collator before training.
+        """
+        selected = select_records(self.records, stage.filter, stage.max_samples, seed=self.args.seed, stage=stage.name)
+        pairs = datasets.Dataset.from_list(selected.convert(self.converter))
+        train_set, eval_set = pairs, None
+        if stage.eval_fraction > 0:
+            eval_size = max(1, round(len(pairs) * stage.eval_fraction))
+            if eval_size >= len(pairs):
+                raise ValueError(
+                    f"stage {stage.name!r}: {len(pairs)} records are too few to hold out eval_fraction="
+                    f"{stage.eval_fraction}; add data or set eval_fraction=0."
+                )
+            split = pairs.train_test_split(test_size=eval_size, seed=self.args.seed)
+            train_set, eval_set = split["train"], split["test"]
+        stage_args = self._stage_args(stage, Path(self.args.output_dir) / stage.name, validate=eval_set is not None)
+        logger.info(
+            "Stage %r: %d train / %d validation records, lr %g, epochs %g, %d sequences per step",
+            stage.name, len(train_set), len(eval_set or []), stage_args.learning_rate, stage_args.num_train_epochs,
+            stage_args.per_device_train_batch_size * stage_args.gradient_accumulation_steps * stage_args.world_size,
+        )
+        return SFTTrainer(
+            model=self.model,
+            args=stage_args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=self.processing_class,
+            peft_config=self.peft_config if first else None,
+            callbacks=self.callbacks,
+        )
+
+    def _train_stage(self, stage: SFTStage, stage_dir: Path, resume: bool, first: bool) -> StageResult:
+        trainer = self.build_stage_trainer(stage, first)
+        checkpoint = get_last_checkpoint(str(stage_dir)) if resume and stage_dir.is_dir() else None
+        if checkpoint:
+            logger.info("Stage %r: resuming from %s", stage.name, checkpoint)
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+
+        final_dir = stage_dir / "final"
+        trainer.save_model(str(final_dir))
+        metrics = self._stage_metrics(
+            stage, trainer, train_output.metrics, len(trainer.train_dataset), len(trainer.eval_dataset or [])
+        )
+        if trainer.is_world_process_zero():
+            self.processing_class.save_pretrained(final_dir)
+            (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+            write_completion_marker(stage_dir, stage.name, "sft", metrics)
+        trainer.accelerator.wait_for_everyone()
+        self.model = self._load_stage_model(final_dir) if self._reload_between_stages else trainer.model
+        return StageResult(stage.name, final_dir, metrics)
+
+    def _stage_args(self, stage: SFTStage, stage_dir: Path, validate: bool) -> SFTConfig:
+        """A plain ``SFTConfig`` for one stage: the curriculum defaults with the stage's overrides."""
+        base = {f.name: getattr(self.args, f.name) for f in dataclasses.fields(SFTConfig) if f.init}
+        base.update(stage.training_overrides())
+        base["output_dir"] = str(stage_dir)
+        base["run_name"] = f"{self.args.run_name or Path(self.args.output_dir).name}/{stage.name}"
+        base["completion_only_loss"] = True
+        base["model_init_kwargs"] = None  # the model is already loaded
+        if validate:
+            if base["eval_strategy"] == "no":
+                base["eval_strategy"] = base["save_strategy"] = "epoch"
+            base.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+        else:
+            base.update(eval_strategy="no", load_best_model_at_end=False)
+        global_batch = stage.global_batch_size or self.args.global_batch_size
+        if global_batch is not None:
+            per_step = base["per_device_train_batch_size"] * self.args.world_size
+            if global_batch % per_step:
+                raise ValueError(
+                    f"stage {stage.name!r}: global_batch_size={global_batch} is not a multiple of "
+                    f"per_device_train_batch_size ({base['per_device_train_batch_size']}) x world size "
+                    f"({self.args.world_size}). Change per_device_train_batch_size or the number of processes."
+                )
+            base["gradient_accumulation_steps"] = global_batch // per_step
+        return SFTConfig(**base)
+
+    def _stage_metrics(self, stage, trainer, train_metrics, num_train, num_eval) -> dict[str, Any]:
+        state, args = trainer.state, trainer.args
+        eval_losses = [entry["eval_loss"] for entry in state.log_history if "eval_loss" in entry]
+        return {
+            "stage": stage.name,
+            "num_train_records": num_train,
+            "num_eval_records": num_eval,
+            "learning_rate": args.learning_rate,
+            "num_train_epochs": args.num_train_epochs,
+            "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+            "global_steps": state.global_step,
+            "best_checkpoint": state.best_model_checkpoint,
+            "best_eval_loss": min(eval_losses) if eval_losses else None,
+            "eval_losses": eval_losses,
+            **train_metrics,
+        }
+
+    def _load_stage_model(self, final_dir: Path) -> PreTrainedModel:
+        init_kwargs = self.args.model_init_kwargs or {}
+        if isinstance(self.model, PeftModel):
+            return AutoPeftModelForCausalLM.from_pretrained(final_dir, is_trainable=True, **init_kwargs)
+        return AutoModelForCausalLM.from_pretrained(final_dir, **init_kwargs)

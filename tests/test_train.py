@@ -1,0 +1,69 @@
+"""The recipe runner end to end on the tiny recipe."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+
+from medreason.config import config_dir
+from medreason.recipe import RecipeError
+from medreason.train import run
+
+FAST = ["trainer.max_steps=3", "trainer.logging_steps=1"]
+
+
+def tiny_cfg(output_dir, *overrides):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=["+recipe=tiny", f"output_dir={output_dir}", *FAST, *overrides])
+
+
+def test_tiny_recipe_command_runs_every_stage(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "medreason.train", "+recipe=tiny", f"output_dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == ["sft_all", "sft_endocrinology"]
+    sft_all = summary["sft_all"]["metrics"]
+    assert sft_all["num_eval_records"] == 19 and len(sft_all["eval_losses"]) == 3
+    assert sft_all["eval_losses"][-1] < sft_all["eval_losses"][0]
+    assert summary["sft_endocrinology"]["metrics"]["num_train_records"] == 32
+    assert "learning_rate: 0.003" in (tmp_path / "config.yaml").read_text()
+    assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
+    finals = run(tiny_cfg(tmp_path))
+    assert list(finals) == ["sft_all", "sft_endocrinology"]
+    first = load_file(str(finals["sft_endocrinology"] / "model.safetensors"))
+
+    with pytest.raises(RecipeError, match="already finished .* Pass resume=true"):
+        run(tiny_cfg(tmp_path))
+    assert run(tiny_cfg(tmp_path, "resume=true")) == finals
+    again = load_file(str(finals["sft_endocrinology"] / "model.safetensors"))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_single_stage_starts_from_the_previous_final_model(tmp_path):
+    with pytest.raises(RecipeError, match="Run stage=sft_all first, or set stages.sft_endocrinology.init_from"):
+        run(tiny_cfg(tmp_path, "stage=sft_endocrinology"))
+    run(tiny_cfg(tmp_path, "stage=sft_all"))
+    assert not (tmp_path / "sft_endocrinology").exists()
+    finals = run(tiny_cfg(tmp_path, "stage=sft_endocrinology", "trainer.learning_rate=5e-4"))
+    marker = json.loads((tmp_path / "sft_endocrinology" / "stage_complete.json").read_text())
+    assert marker["metrics"]["learning_rate"] == 5e-4
+    assert finals["sft_endocrinology"] == tmp_path / "sft_endocrinology" / "final"
+    # overwrite retrains a finished stage from scratch
+    run(tiny_cfg(tmp_path, "stage=sft_endocrinology", "overwrite=true", "trainer.max_steps=1"))
+    marker = json.loads((tmp_path / "sft_endocrinology" / "stage_complete.json").read_text())
+    assert marker["metrics"]["global_steps"] == 1
+
+
+def test_init_from_overrides_the_previous_stage(tmp_path, tiny_model_dir):
+    finals = run(tiny_cfg(tmp_path, "stage=sft_endocrinology", f"+stages.sft_endocrinology.init_from={tiny_model_dir}"))
+    assert (finals["sft_endocrinology"] / "model.safetensors").is_file()
