@@ -17,13 +17,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "CurriculumSFTConfig": "medreason.trainers",
     "CurriculumSFTTrainer": "medreason.trainers",
+    "DPOConfig": "medreason.trainers",
+    "DPOTrainer": "medreason.trainers",
     "SFTStage": "medreason.trainers",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, SFTStage
+    from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, DPOConfig, DPOTrainer, SFTStage
 
 
 def __getattr__(name: str) -> Any:

@@ -43,10 +43,11 @@ class StageKind:
 
 STAGE_KINDS: dict[str, StageKind] = {
     "sft": StageKind("medreason.trainers.sft_stage:run_sft_stage", "medreason.trainers:CurriculumSFTConfig"),
+    "dpo": StageKind("medreason.trainers.dpo_stage:run_dpo_stage", "medreason.trainers:DPOConfig"),
 }
 """The stage kinds this version can run."""
 
-PLANNED_KINDS = ("dpo", "dapo", "ttt", "eval")
+PLANNED_KINDS = ("dapo", "ttt", "eval")
 """Stage kinds the model cards use that this version cannot run yet."""
 
 DATA_FIELDS = (

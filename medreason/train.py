@@ -48,10 +48,12 @@ def run(cfg: DictConfig) -> dict[str, Path]:
 
     names = stage_names(cfg)
     finals: dict[str, Path] = {}
+    starts: dict[str, str] = {}
     for name in selected_stages(cfg):
         stage = cfg.stages[name]
         stage_dir = output_dir / name
         start = stage.get("init_from") or _previous_final(cfg, names, name, output_dir) or model_path
+        starts[name] = str(start)
         if read_completion_marker(stage_dir) is not None and not cfg.overwrite:
             if not cfg.resume:
                 raise RecipeError(
@@ -72,7 +74,8 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         finals[name] = STAGE_KINDS[stage.kind].load_runner()(context)
         logger.info("Stage %r done: %s", name, finals[name])
     if state.is_main_process:
-        summary = {name: read_completion_marker(output_dir / name) for name in names}
+        summary = {name: {"started_from": starts.get(name), **(read_completion_marker(output_dir / name) or {})}
+                   for name in names}
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         logger.info("Run finished; summary in %s", output_dir / "summary.json")
     return finals

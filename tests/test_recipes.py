@@ -8,13 +8,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from medreason.config import config_dir
-from medreason.recipe import RecipeError, merged_trainer_args, selected_stages, validate_run_config
+from medreason.recipe import STAGE_KINDS, RecipeError, merged_trainer_args, selected_stages, validate_run_config
 
 RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 DATA_OVERRIDES = {
     "ii_medical_8b": ["stages.sft.data.path=sft.jsonl"],
     "ii_medical_7b_preview": ["stages.sft.data.path=sft.jsonl"],
-    "finemedlm_o1": ["finemed_path=finemed.jsonl", "stages.o1_sft.data.path=o1.jsonl"],
+    "finemedlm_o1": ["finemed_path=finemed.jsonl", "stages.o1_sft.data.path=o1.jsonl", "stages.dpo.data.path=dpo.jsonl"],
 }
 
 
@@ -34,7 +34,7 @@ def test_every_implemented_stage_of_every_recipe_validates(recipe):
         if name.startswith("_"):
             continue
         staged = load(recipe, f"stage={name}")
-        if staged.stages[name].kind == "sft":
+        if staged.stages[name].kind in STAGE_KINDS:
             validate_run_config(staged)
         else:
             with pytest.raises(RecipeError, match="is not implemented in this version"):
@@ -51,6 +51,7 @@ def test_every_implemented_stage_of_every_recipe_validates(recipe):
         ("finemedlm_o1", "sft_internal_medicine", dict(learning_rate=5e-6, num_train_epochs=2, global_batch_size=128)),
         ("finemedlm_o1", "sft_endocrinology", dict(learning_rate=5e-6, num_train_epochs=1, global_batch_size=128)),
         ("finemedlm_o1", "o1_sft", dict(learning_rate=5e-7, num_train_epochs=2, global_batch_size=64, max_length=8192)),
+        ("finemedlm_o1", "dpo", dict(beta=0.1, num_train_epochs=1, learning_rate=5e-7, global_batch_size=64, max_length=8192)),
     ],
 )
 def test_card_hyperparameters_are_in_the_resolved_config(recipe, stage, expected):
@@ -94,9 +95,11 @@ def test_run_wide_trainer_overrides_reach_every_stage_and_stage_selects_one():
 
 def test_config_errors_name_the_field_and_the_fix():
     with pytest.raises(RecipeError, match="not a stage of this recipe"):
-        validate_run_config(load("tiny", "stage=dpo"))
+        validate_run_config(load("tiny", "stage=dapo"))
     with pytest.raises(RecipeError, match="learnin_rate is not a field of sft trainers. Did you mean \\['learning_rate'"):
         validate_run_config(load("tiny", "+stages.sft_all.trainer.learnin_rate=1"))
+    with pytest.raises(RecipeError, match="stages.dpo.trainer.packing is not a field of dpo trainers"):
+        validate_run_config(load("tiny", "+stages.dpo.trainer.packing=true"))
     with pytest.raises(RecipeError, match="stages.sft.data.path is not set"):
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             validate_run_config(compose("train", overrides=["+recipe=ii_medical_8b", "stage=sft"]))

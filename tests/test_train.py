@@ -28,24 +28,27 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary) == ["sft_all", "sft_endocrinology"]
+    assert list(summary) == ["sft_all", "sft_endocrinology", "dpo"]
     sft_all = summary["sft_all"]["metrics"]
     assert sft_all["num_eval_records"] == 19 and len(sft_all["eval_losses"]) == 3
     assert sft_all["eval_losses"][-1] < sft_all["eval_losses"][0]
     assert summary["sft_endocrinology"]["metrics"]["num_train_records"] == 32
+    assert summary["dpo"]["started_from"] == str(tmp_path / "sft_endocrinology" / "final")
+    margins = summary["dpo"]["metrics"]["reward_margins"]
+    assert margins[-1] > margins[0] + 1.0
     assert "learning_rate: 0.003" in (tmp_path / "config.yaml").read_text()
     assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
 
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     finals = run(tiny_cfg(tmp_path))
-    assert list(finals) == ["sft_all", "sft_endocrinology"]
-    first = load_file(str(finals["sft_endocrinology"] / "model.safetensors"))
+    assert list(finals) == ["sft_all", "sft_endocrinology", "dpo"]
+    first = load_file(str(finals["dpo"] / "model.safetensors"))
 
     with pytest.raises(RecipeError, match="already finished .* Pass resume=true"):
         run(tiny_cfg(tmp_path))
     assert run(tiny_cfg(tmp_path, "resume=true")) == finals
-    again = load_file(str(finals["sft_endocrinology"] / "model.safetensors"))
+    again = load_file(str(finals["dpo"] / "model.safetensors"))
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 

@@ -1,6 +1,19 @@
 """Tiny random models, a locally trained tokenizer and a synthetic corpus for tests and the CPU demo."""
 
-from medreason.testing.tiny_data import tiny_records
-from medreason.testing.tiny_model import TINY_FAMILIES, build_tiny_model_dir, build_tiny_tokenizer, tiny_config
+from medreason.testing.tiny_data import preference_pairs, tiny_preference_records, tiny_records
+from medreason.testing.tiny_model import (
+    TINY_FAMILIES,
+    build_tiny_model_dir,
+    build_tiny_tokenizer,
+    tiny_config,
+)
 
-__all__ = ["TINY_FAMILIES", "build_tiny_model_dir", "build_tiny_tokenizer", "tiny_config", "tiny_records"]
+__all__ = [
+    "TINY_FAMILIES",
+    "build_tiny_model_dir",
+    "build_tiny_tokenizer",
+    "preference_pairs",
+    "tiny_config",
+    "tiny_preference_records",
+    "tiny_records",
+]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from medreason.data.chat_templates import format_reasoning
+
 # (primary department, secondary department, finding, diagnosis or drug, distractors, explanation)
 _FACTS: tuple[tuple[str, str, str, str, tuple[str, str, str], str], ...] = (
     ("Internal Medicine", "Endocrinology", "a low TSH with a high free T4", "hyperthyroidism",
@@ -93,3 +95,37 @@ def tiny_records(num_records: int = 96, seed: int = 0) -> list[dict[str, Any]]:
             }
         )
     return records
+
+
+def preference_pairs(records: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """DPO pairs from reasoning records: the real answer chosen over a degraded one.
+
+    ``chosen`` is ``<think>{cot}</think>{response}``; ``rejected`` keeps only the first sentence of the
+    reasoning and boxes a wrong option. Works on :func:`tiny_records` and on HuatuoGPT-o1-style
+    records whose options sit under ``mcq.options`` (the shared real training samples).
+
+    >>> pair = preference_pairs(tiny_records(1))[0]
+    >>> pair["chosen"].startswith("<think>") and pair["rejected"] != pair["chosen"]
+    True
+    """
+    rng = random.Random(seed)
+    pairs = []
+    for record in records:
+        options = record.get("options") or record.get("mcq", {}).get("options") or {"A": "", "B": "", "C": "", "D": ""}
+        answer = record.get("answer") or record.get("mcq", {}).get("answer")
+        wrong = rng.choice(sorted(letter for letter in options if letter != answer))
+        first_sentence = record["cot"].split(". ")[0].rstrip(".") + "."
+        pairs.append(
+            {
+                "id": record.get("id"),
+                "prompt": record["question"],
+                "chosen": format_reasoning(record["cot"], record["response"]),
+                "rejected": format_reasoning(first_sentence, f"The answer is {wrong}.\n\\boxed{{{wrong}}}"),
+            }
+        )
+    return pairs
+
+
+def tiny_preference_records(num_records: int = 64, seed: int = 0) -> list[dict[str, Any]]:
+    """:func:`preference_pairs` of :func:`tiny_records`: the built-in DPO data of the ``tiny`` recipe."""
+    return preference_pairs(tiny_records(num_records, seed), seed)

@@ -101,6 +101,12 @@ class CurriculumSFTConfig(SFTConfig):
         system_prompt: Optional system message prepended to every prompt.
     """
 
+    # TRL defaults gradient_checkpointing=True through the deprecated name, which warns on every
+    # config; same default, new name.
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated alias of activation_checkpointing."})
+    activation_checkpointing: bool | None = field(
+        default=True, metadata={"help": "Recompute activations in the backward pass to save memory (~20% slower)."}
+    )
     stages: list[Any] = field(
         default_factory=list,
         metadata={"help": "Curriculum stages in order (SFTStage or dict). Empty: one stage on all data."},

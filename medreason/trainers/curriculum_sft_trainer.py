@@ -10,22 +10,33 @@ model and tokenizer from one stage to the next, writing each stage's checkpoint 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 from peft import AutoPeftModelForCausalLM, PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
 from trl import SFTConfig, SFTTrainer
 
 from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory, select_records
 from medreason.data.records import RecordConverter
-from medreason.stage_context import read_completion_marker, write_completion_marker
+from medreason.stage_context import read_completion_marker
+from medreason.trainers.batch_size import accumulation_steps
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
+from medreason.trainers.stage_io import (
+    best_checkpoint_args,
+    resume_checkpoint,
+    save_stage_result,
+    split_for_validation,
+)
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -128,16 +139,7 @@ class CurriculumSFTTrainer:
         """
         selected = select_records(self.records, stage.filter, stage.max_samples, seed=self.args.seed, stage=stage.name)
         pairs = datasets.Dataset.from_list(selected.convert(self.converter))
-        train_set, eval_set = pairs, None
-        if stage.eval_fraction > 0:
-            eval_size = max(1, round(len(pairs) * stage.eval_fraction))
-            if eval_size >= len(pairs):
-                raise ValueError(
-                    f"stage {stage.name!r}: {len(pairs)} records are too few to hold out eval_fraction="
-                    f"{stage.eval_fraction}; add data or set eval_fraction=0."
-                )
-            split = pairs.train_test_split(test_size=eval_size, seed=self.args.seed)
-            train_set, eval_set = split["train"], split["test"]
+        train_set, eval_set = split_for_validation(pairs, stage.eval_fraction, self.args.seed, stage.name)
         stage_args = self._stage_args(stage, Path(self.args.output_dir) / stage.name, validate=eval_set is not None)
         logger.info(
             "Stage %r: %d train / %d validation records, lr %g, epochs %g, %d sequences per step",
@@ -156,21 +158,11 @@ class CurriculumSFTTrainer:
 
     def _train_stage(self, stage: SFTStage, stage_dir: Path, resume: bool, first: bool) -> StageResult:
         trainer = self.build_stage_trainer(stage, first)
-        checkpoint = get_last_checkpoint(str(stage_dir)) if resume and stage_dir.is_dir() else None
-        if checkpoint:
-            logger.info("Stage %r: resuming from %s", stage.name, checkpoint)
-        train_output = trainer.train(resume_from_checkpoint=checkpoint)
-
-        final_dir = stage_dir / "final"
-        trainer.save_model(str(final_dir))
+        train_output = trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir, resume))
         metrics = self._stage_metrics(
             stage, trainer, train_output.metrics, len(trainer.train_dataset), len(trainer.eval_dataset or [])
         )
-        if trainer.is_world_process_zero():
-            self.processing_class.save_pretrained(final_dir)
-            (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-            write_completion_marker(stage_dir, stage.name, "sft", metrics)
-        trainer.accelerator.wait_for_everyone()
+        final_dir = save_stage_result(trainer, stage_dir, stage.name, "sft", metrics, self.processing_class)
         self.model = self._load_stage_model(final_dir) if self._reload_between_stages else trainer.model
         return StageResult(stage.name, final_dir, metrics)
 
@@ -182,22 +174,12 @@ class CurriculumSFTTrainer:
         base["run_name"] = f"{self.args.run_name or Path(self.args.output_dir).name}/{stage.name}"
         base["completion_only_loss"] = True
         base["model_init_kwargs"] = None  # the model is already loaded
-        if validate:
-            if base["eval_strategy"] == "no":
-                base["eval_strategy"] = base["save_strategy"] = "epoch"
-            base.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
-        else:
-            base.update(eval_strategy="no", load_best_model_at_end=False)
+        base = best_checkpoint_args(base, validate)
         global_batch = stage.global_batch_size or self.args.global_batch_size
         if global_batch is not None:
-            per_step = base["per_device_train_batch_size"] * self.args.world_size
-            if global_batch % per_step:
-                raise ValueError(
-                    f"stage {stage.name!r}: global_batch_size={global_batch} is not a multiple of "
-                    f"per_device_train_batch_size ({base['per_device_train_batch_size']}) x world size "
-                    f"({self.args.world_size}). Change per_device_train_batch_size or the number of processes."
-                )
-            base["gradient_accumulation_steps"] = global_batch // per_step
+            base["gradient_accumulation_steps"] = accumulation_steps(
+                global_batch, base["per_device_train_batch_size"], self.args.world_size, f"stage {stage.name!r}"
+            )
         return SFTConfig(**base)
 
     def _stage_metrics(self, stage, trainer, train_metrics, num_train, num_eval) -> dict[str, Any]:

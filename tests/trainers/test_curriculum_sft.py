@@ -145,7 +145,7 @@ def test_global_batch_size_sets_gradient_accumulation(tmp_path, tiny_model_dir):
     trainer = CurriculumSFTTrainer(str(tiny_model_dir), config, tiny_records(8))
     assert trainer.build_stage_trainer(config.stages[0]).args.gradient_accumulation_steps == 4
     config.stages[0].global_batch_size = 7
-    with pytest.raises(ValueError, match="global_batch_size=7 is not a multiple"):
+    with pytest.raises(ValueError, match="stage .a.: global_batch_size=7 is not a multiple"):
         trainer.build_stage_trainer(config.stages[0])
 
 
@@ -175,3 +175,18 @@ def test_config_validation_errors_name_the_problem(tmp_path):
     with pytest.raises(TypeError, match="unexpected keyword argument 'learnin_rate'"):
         make_config(tmp_path, stages=[{"name": "a", "learnin_rate": 1.0}])
     assert [s.name for s in make_config(tmp_path).stages] == ["sft"]
+
+
+def test_packed_stage_trains_and_logs_to_tensorboard(tmp_path, tiny_model_dir):
+    config = make_config(
+        tmp_path, per_device_train_batch_size=2, max_length=512, packing=True, max_steps=2, logging_steps=1,
+        report_to="tensorboard", stages=[{"name": "all"}],
+    )
+    trainer = CurriculumSFTTrainer(str(tiny_model_dir), config, tiny_records(16))
+    sft = trainer.build_stage_trainer(config.stages[0])
+    assert len(sft.train_dataset) < 16  # several records per packed sequence
+    batch = sft.data_collator([sft.train_dataset[0]])
+    assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch
+    (result,) = trainer.train()
+    assert result.metrics["global_steps"] == 2
+    assert list((tmp_path / "run" / "all" / "runs").rglob("events.out.tfevents.*"))

@@ -1,0 +1,54 @@
+"""Configuration of :class:`~medreason.trainers.DPOTrainer`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import DPOConfig as TRLDPOConfig
+
+from medreason.trainers.batch_size import accumulation_steps
+
+OVERLENGTH_POLICIES = ("truncate", "drop", "error")
+
+
+@dataclass
+class DPOConfig(TRLDPOConfig):
+    """``trl.DPOConfig`` plus what long medical preference pairs need.
+
+    The loss is TRL's (``loss_type`` defaults to ``"sigmoid"``, the DPO paper's
+    ``-log σ(β·((log π_c − log ref_c) − (log π_r − log ref_r)))`` on summed response log-probs;
+    every other TRL loss type passes through). FineMedLM-o1 uses β = 0.1 for one epoch.
+
+    > Parameters that control long pairs
+
+    Args:
+        overlength_policy: What to do with a pair longer than ``max_length`` after tokenization:
+            ``"truncate"`` (train on its first ``max_length`` tokens, count logged), ``"drop"`` (remove
+            it, count and record positions logged) or ``"error"`` (stop, naming the records).
+        global_batch_size: Pairs per optimizer step across all devices; derives
+            ``gradient_accumulation_steps`` (FineMedLM-o1: 64).
+    """
+
+    # TRL defaults gradient_checkpointing=True through the deprecated name, which warns on every
+    # config; same default, new name.
+    gradient_checkpointing: bool | None = field(default=None, metadata={"help": "Deprecated alias of activation_checkpointing."})
+    activation_checkpointing: bool | None = field(
+        default=True, metadata={"help": "Recompute activations in the backward pass to save memory (~20% slower)."}
+    )
+    overlength_policy: str = field(
+        default="truncate",
+        metadata={"help": f"Pairs longer than max_length: one of {OVERLENGTH_POLICIES}."},
+    )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Pairs per optimizer step across all devices; derives gradient_accumulation_steps."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.overlength_policy not in OVERLENGTH_POLICIES:
+            raise ValueError(f"overlength_policy={self.overlength_policy!r} is not one of {OVERLENGTH_POLICIES}.")
+        super().__post_init__()
+        if self.global_batch_size is not None:
+            self.gradient_accumulation_steps = accumulation_steps(
+                self.global_batch_size, self.per_device_train_batch_size, self.world_size, "DPOConfig"
+            )

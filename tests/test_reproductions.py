@@ -1,0 +1,79 @@
+"""The model-card recipes end to end on a tiny model and a few real records, on CPU.
+
+Real samples come from ``../shared/data/train`` (HuatuoGPT-o1 reasoning records); the FineMed
+department labels and the preference pairs are built here, since no such data ships offline.
+"""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from medreason.config import config_dir
+from medreason.testing import preference_pairs
+from medreason.train import run
+from medreason.utils.jsonl import read_jsonl, write_jsonl
+
+CPU_OVERRIDES = [
+    "model=tiny",
+    "trainer.use_cpu=true",
+    "trainer.bf16=false",
+    "trainer.max_steps=2",
+    "trainer.per_device_train_batch_size=2",
+    "trainer.global_batch_size=2",
+    "trainer.max_length=384",
+    "trainer.logging_steps=1",
+]
+DEPARTMENTS = [("Internal Medicine", "Endocrinology"), ("Internal Medicine", "Cardiology"), ("Surgery", "Orthopedics")]
+
+
+@pytest.fixture(scope="module")
+def real_files(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    records = [record for _, record in read_jsonl(shared_data / "train" / "huatuo_o1_demo_sft.jsonl")][:60]
+    finemed = [
+        {"instruction": r["question"], "response": r["response"], "department": d, "subdepartment": s}
+        for r, (d, s) in zip(records, DEPARTMENTS * 20, strict=True)
+    ]
+    write_jsonl(root / "finemed.jsonl", finemed)
+    write_jsonl(root / "o1.jsonl", [{k: r[k] for k in ("question", "cot", "response")} for r in records])
+    write_jsonl(root / "dpo.jsonl", preference_pairs(records))
+    return root
+
+
+def recipe_cfg(recipe, output_dir, *overrides):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=[f"+recipe={recipe}", f"output_dir={output_dir}", *CPU_OVERRIDES, *overrides])
+
+
+def test_finemedlm_o1_runs_its_five_stages_each_from_the_previous_best(real_files, tmp_path):
+    cfg = recipe_cfg(
+        "finemedlm_o1", tmp_path,
+        f"finemed_path={real_files / 'finemed.jsonl'}",
+        f"stages.o1_sft.data.path={real_files / 'o1.jsonl'}",
+        f"stages.dpo.data.path={real_files / 'dpo.jsonl'}",
+    )
+    finals = run(cfg)
+    names = ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo"]
+    assert list(finals) == names
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["sft_all"]["started_from"] == str(tmp_path / "base_model")
+    for previous, name in zip(names, names[1:], strict=False):
+        assert summary[name]["started_from"] == str(tmp_path / previous / "final")
+    assert summary["dpo"]["metrics"]["reference"] == str(tmp_path / "o1_sft" / "final")
+    assert summary["sft_internal_medicine"]["metrics"]["num_train_records"] == 36  # 40 Internal Medicine - 10%
+    assert summary["sft_endocrinology"]["metrics"]["num_train_records"] == 18  # 20 Endocrinology - 10%
+    # stages with validation end on their best checkpoint
+    metrics = summary["sft_all"]["metrics"]
+    assert metrics["best_eval_loss"] == min(metrics["eval_losses"])
+    assert summary["dpo"]["metrics"]["beta"] == 0.1
+
+
+@pytest.mark.parametrize("target", ["think_response", "cot", "response"])
+def test_reasonmed_7b_trains_each_dataset_variant(real_files, tmp_path, target):
+    cfg = recipe_cfg(
+        "reasonmed_7b", tmp_path, f"stages.sft.data.path={real_files / 'o1.jsonl'}", f"stages.sft.data.target={target}"
+    )
+    finals = run(cfg)
+    assert (finals["sft"] / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "sft" / "metrics.json").read_text())["num_train_records"] == 60
