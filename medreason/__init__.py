@@ -22,7 +22,7 @@ _LAZY = {
     "SFTStage": "medreason.trainers",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["CurriculumSFTConfig", "CurriculumSFTTrainer", "DPOConfig", "DPOTrainer", "SFTStage", "__version__"]
 
 if TYPE_CHECKING:
     from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, DPOConfig, DPOTrainer, SFTStage

@@ -8,7 +8,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from medreason.config import config_dir
-from medreason.recipe import STAGE_KINDS, RecipeError, merged_trainer_args, selected_stages, validate_run_config
+from medreason.recipe import (
+    STAGE_KINDS,
+    RecipeError,
+    merged_trainer_args,
+    selected_stages,
+    validate_run_config,
+)
 
 RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 DATA_OVERRIDES = {

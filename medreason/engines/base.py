@@ -86,7 +86,7 @@ class GenerationEngine(ABC):
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """Return ``sampling.n`` completions for each prompt, in prompt order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: backends without resources keep the no-op
         """Release the backend's resources (GPU memory, HTTP sessions). Safe to call twice."""
 
     def __enter__(self) -> GenerationEngine:

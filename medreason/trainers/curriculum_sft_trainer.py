@@ -38,6 +38,7 @@ from medreason.trainers.stage_io import (
     split_for_validation,
 )
 from medreason.utils.logging import get_logger
+from medreason.utils.memory import peak_memory_metrics
 
 logger = get_logger(__name__)
 
@@ -196,6 +197,8 @@ class CurriculumSFTTrainer:
             "best_checkpoint": state.best_model_checkpoint,
             "best_eval_loss": min(eval_losses) if eval_losses else None,
             "eval_losses": eval_losses,
+            "num_tokens": max((entry.get("num_tokens", 0) for entry in state.log_history), default=0),
+            **peak_memory_metrics(trainer.accelerator.device),
             **train_metrics,
         }
 

@@ -89,7 +89,7 @@ def test_loss_is_masked_to_the_assistant_answer(tmp_path, tiny_model_dir):
     tokenizer = trainer.processing_class
     record = tiny_records(4)[0]
     assert tokenizer.decode(trained).startswith("<think>\nThe key finding is")
-    assert tokenizer.decode(trained).endswith("\\boxed{%s}<|im_end|>\n" % record["answer"])
+    assert tokenizer.decode(trained).endswith(f"\\boxed{{{record['answer']}}}<|im_end|>\n")
     prompt = tokenizer.decode(input_ids[labels == -100])
     assert record["question"] in prompt and "<|im_start|>assistant\n" in prompt and "<think>" not in prompt
 

@@ -1,0 +1,77 @@
+"""Helpers shared by the training benchmarks: random models of named shapes, variants in subprocesses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, Qwen3Config
+
+from medreason.testing import build_tiny_tokenizer
+
+# Shapes of random Qwen3 models: "tiny" is the test model; "mid" a ~20M-parameter model that is
+# still quick on CPU; "qwen3-0.6b" the shape of Qwen3-0.6B (for GPUs).
+SHAPES = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16),
+    "mid": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8,
+                num_key_value_heads=4, head_dim=64),
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128),
+}
+
+
+def build_random_model(shape: str, output_dir: Path, max_positions: int) -> Path:
+    """Save a random Qwen3 of ``shape`` with the locally trained tokenizer to ``output_dir``."""
+    tokenizer = build_tiny_tokenizer()
+    config = Qwen3Config(vocab_size=len(tokenizer), max_position_embeddings=max_positions, tie_word_embeddings=True,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **SHAPES[shape])
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def run_variant(script: str, variant: str, args: list[str]) -> dict:
+    """Run ``script --variant VARIANT ARGS`` in a fresh process (its own peak memory); return its JSON line."""
+    out = subprocess.run([sys.executable, script, "--variant", variant, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"variant {variant} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peak_memory_gib(device: str) -> float:
+    """Peak GPU memory allocated, or the process's peak resident set size on CPU, in GiB."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, batch: int, steps: int) -> None:
+    """The model, sequence and device options every training benchmark takes."""
+    parser.add_argument("--shape", default="mid", choices=sorted(SHAPES))
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant; the median is reported")
+
+
+def median_runs(script: str, variants: tuple[str, ...], argv: list[str], repeats: int, key: str) -> list[dict]:
+    """Run the variants alternately ``repeats`` times each; return each one's median run by ``key``.
+
+    Alternating means a busy machine slows every variant alike.
+    """
+    runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+    for _ in range(repeats):
+        for variant in variants:
+            runs[variant].append(run_variant(script, variant, argv))
+    return [sorted(found, key=lambda row: row[key])[len(found) // 2] for found in runs.values()]
