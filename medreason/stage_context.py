@@ -51,15 +51,22 @@ class StageContext:
         return self.output_dir / "final"
 
 
-def write_completion_marker(output_dir: Path, name: str, kind: str, metrics: dict[str, Any]) -> None:
-    """Write ``output_dir/stage_complete.json`` (last, so its presence means the stage finished)."""
-    marker = {"stage": name, "kind": kind, "final_dir": str(output_dir / "final"), "metrics": metrics}
+def write_completion_marker(
+    output_dir: Path, name: str, kind: str, metrics: dict[str, Any], final_dir: Path | None = None
+) -> None:
+    """Write ``output_dir/stage_complete.json`` (last, so its presence means the stage finished).
+
+    ``final_dir`` is the model the next stage starts from: ``output_dir/final`` for stages that
+    train, the evaluated model for stages that only measure.
+    """
+    final_dir = final_dir or output_dir / "final"
+    marker = {"stage": name, "kind": kind, "final_dir": str(final_dir), "metrics": metrics}
     (output_dir / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2, default=str))
 
 
-def mark_stage_complete(context: StageContext, metrics: dict[str, Any]) -> None:
-    """Write the completion marker of ``context``'s stage."""
-    write_completion_marker(context.output_dir, context.name, context.kind, metrics)
+def mark_stage_complete(context: StageContext, metrics: dict[str, Any], final_dir: Path | None = None) -> None:
+    """Write the completion marker of ``context``'s stage (``final_dir`` defaults to ``context.final_dir``)."""
+    write_completion_marker(context.output_dir, context.name, context.kind, metrics, final_dir)
 
 
 def read_completion_marker(output_dir: Path) -> dict[str, Any] | None:

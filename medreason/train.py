@@ -54,14 +54,15 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         stage_dir = output_dir / name
         start = stage.get("init_from") or _previous_final(cfg, names, name, output_dir) or model_path
         starts[name] = str(start)
-        if read_completion_marker(stage_dir) is not None and not cfg.overwrite:
+        marker = read_completion_marker(stage_dir)
+        if marker is not None and not cfg.overwrite:
             if not cfg.resume:
                 raise RecipeError(
                     f"Stage {name!r} already finished in {stage_dir}. Pass resume=true to skip it, "
                     "overwrite=true to train it again, or choose another output_dir."
                 )
             logger.info("Stage %r already finished; skipping (resume=true)", name)
-            finals[name] = stage_dir / "final"
+            finals[name] = Path(marker["final_dir"])
             continue
         if cfg.overwrite and stage_dir.exists() and state.is_main_process:
             shutil.rmtree(stage_dir)
@@ -82,7 +83,10 @@ def run(cfg: DictConfig) -> dict[str, Path]:
 
 
 def _previous_final(cfg: DictConfig, names: list[str], name: str, output_dir: Path) -> Path | None:
-    """The final model of the stage before ``name``; ``None`` for the first stage.
+    """The model the stage before ``name`` handed on (its marker's ``final_dir``); ``None`` for the first.
+
+    A stage that trains writes its own ``final/``; one that only measures (evaluation) hands on
+    the model it was given, so the stage after it starts from that.
 
     Raises:
         RecipeError: the previous stage has not finished, so this stage has nothing to start from.
@@ -91,7 +95,10 @@ def _previous_final(cfg: DictConfig, names: list[str], name: str, output_dir: Pa
     if index == 0:
         return None
     previous = names[index - 1]
-    if read_completion_marker(output_dir / previous) is None and cfg.stage is not None:
+    marker = read_completion_marker(output_dir / previous)
+    if marker is not None:
+        return Path(marker["final_dir"])
+    if cfg.stage is not None:
         raise RecipeError(
             f"stage={name} starts from stage {previous!r}, which has not finished in {output_dir / previous}. "
             f"Run stage={previous} first, or set stages.{name}.init_from=PATH_OR_HUB_ID."
