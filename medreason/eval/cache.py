@@ -1,0 +1,104 @@
+"""A resumable on-disk cache of generations, one JSONL file per model and benchmark.
+
+Each line holds every completion of one item under a key made of the model name, the benchmark,
+the item id, the sampling parameters and a hash of the rendered prompt (so editing the prompt
+template regenerates instead of silently reusing stale answers). Lines are appended and flushed
+after each engine call (token ids are not kept, only their count), so a crash or Ctrl-C loses at most the call in flight; a torn last line
+is skipped on reload and its item generated again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from medreason.engines.base import Completion, Prompt, SamplingParams
+from medreason.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+__all__ = ["GenerationCache", "model_slug", "prompt_hash"]
+
+
+def model_slug(model_name: str) -> str:
+    """A file-system-safe name for ``model_name`` (a hub id or a path).
+
+    >>> model_slug("Intelligent-Internet/II-Medical-8B")
+    'Intelligent-Internet__II-Medical-8B'
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_name.strip("/").replace("/", "__"))
+    if len(slug) > 120:  # long local paths: keep the readable end, disambiguate with a hash
+        slug = slug[-100:] + "-" + hashlib.sha1(model_name.encode()).hexdigest()[:10]
+    return slug or "model"
+
+
+def prompt_hash(prompt: Prompt) -> str:
+    """A short stable hash of a text or chat prompt."""
+    return hashlib.sha1(json.dumps(prompt, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+class GenerationCache:
+    """Completions of one model on one benchmark, stored in ``root/<model slug>/<benchmark>.jsonl``.
+
+    Args:
+        root: The cache directory (``<output_dir>/generations`` in :func:`~medreason.eval.evaluate`).
+        model_name: The engine's model name.
+        benchmark: The benchmark name.
+    """
+
+    def __init__(self, root: str | os.PathLike, model_name: str, benchmark: str):
+        self.model_name = model_name
+        self.benchmark = benchmark
+        self.path = Path(root) / model_slug(model_name) / f"{benchmark}.jsonl"
+        self._entries: dict[tuple[str, str, str], list[Completion]] = {}
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        with self.path.open(encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                try:
+                    entry = json.loads(line)
+                    completions = [
+                        Completion(c["text"], finish_reason=c["finish_reason"]) for c in entry["completions"]
+                    ]
+                    key = (str(entry["id"]), entry["sampling"], entry["prompt_hash"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    logger.warning(
+                        "Skipping unreadable cache line %s:%d (an interrupted write?).",
+                        self.path,
+                        line_number,
+                    )
+                    continue
+                if entry.get("model") == self.model_name and entry.get("benchmark") == self.benchmark:
+                    self._entries[key] = completions
+
+    def get(self, item_id: str, sampling: SamplingParams, prompt: Prompt) -> list[Completion] | None:
+        """The cached completions of an item, or ``None`` when they must be generated."""
+        return self._entries.get((item_id, sampling.cache_key(), prompt_hash(prompt)))
+
+    def put(self, items: list[tuple[str, Prompt, list[Completion]]], sampling: SamplingParams) -> None:
+        """Append ``(item id, prompt, completions)`` entries and flush them to disk."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = sampling.cache_key()
+        with self.path.open("a", encoding="utf-8") as handle:
+            for item_id, prompt, completions in items:
+                entry: dict[str, Any] = {
+                    "model": self.model_name,
+                    "benchmark": self.benchmark,
+                    "id": item_id,
+                    "sampling": key,
+                    "prompt_hash": prompt_hash(prompt),
+                    "completions": [
+                        {"text": c.text, "finish_reason": c.finish_reason, "num_tokens": len(c.token_ids)}
+                        for c in completions
+                    ],
+                }
+                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                self._entries[(item_id, key, entry["prompt_hash"])] = completions
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -1,0 +1,225 @@
+"""Run benchmarks through a generation engine: validate, generate what is not cached, grade, report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from medreason.engines import GenerationEngine, SamplingParams, build_engine
+from medreason.eval.benchmarks import Benchmark, EvalRecord, load_records, resolve_benchmarks
+from medreason.eval.cache import GenerationCache, model_slug
+from medreason.eval.grading import extract_choice
+from medreason.eval.prompts import PromptTemplate
+from medreason.eval.results import BenchmarkResult, EvalResults, mean_and_stderr
+from medreason.utils.jsonl import write_jsonl
+from medreason.utils.logging import get_logger, is_main_process
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+logger = get_logger(__name__)
+
+__all__ = ["CARD_SAMPLING", "evaluate"]
+
+CARD_SAMPLING = SamplingParams(temperature=0.6, top_p=0.9, max_tokens=16384, seed=0)
+"""II-Medical-8B card: "Recommended Sampling Parameters: temperature = 0.6, top_p = 0.9"; 16384 new
+tokens leaves room for the cards' 16k-token reasoning traces (SFT max length 16378)."""
+
+
+def evaluate(
+    model: str | os.PathLike | PreTrainedModel | None = None,
+    suite: str | None = None,
+    benchmarks: Sequence[str | Benchmark] | None = None,
+    engine: GenerationEngine | None = None,
+    *,
+    backend: str = "transformers",
+    engine_kwargs: Mapping[str, Any] | None = None,
+    sampling: SamplingParams = CARD_SAMPLING,
+    greedy: bool = False,
+    n: int | None = None,
+    template: PromptTemplate | None = None,
+    data_dir: str | os.PathLike | None = None,
+    benchmark_paths: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    skip_missing: bool = False,
+    output_dir: str | os.PathLike = "eval_results",
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> EvalResults:
+    """Evaluate a model on a suite and/or a list of benchmarks.
+
+    Every record of every benchmark is validated before the engine is built or anything generated.
+    Generations are cached under ``output_dir/generations`` keyed by model, benchmark, item,
+    sampling parameters and prompt, so an interrupted run resumes where it stopped; per-item
+    predictions go to ``output_dir/<model>/<benchmark>.predictions.jsonl``.
+
+    Args:
+        model: A path or hub id (or, for ``backend="transformers"``, a loaded model: then pass
+            ``engine_kwargs={"tokenizer": ..., "model_name": ...}``). Leave unset when passing ``engine``.
+            Caches are keyed by the engine's ``model_name``: give each checkpoint of a model that
+            changes in memory (e.g. during training) its own name, or stale generations are reused.
+        suite: ``"ii_medical"``, ``"reasonmed"`` or ``"finemedlm"`` (see ``SUITES``).
+        benchmarks: Further benchmark names or :class:`Benchmark` objects.
+        engine: A ready engine; the caller keeps ownership (it is not closed).
+        backend: Engine to build from ``model``: ``"transformers"``, ``"openai"`` or ``"vllm"``.
+        engine_kwargs: Extra constructor arguments of that engine.
+        sampling: Sampling parameters; default the II-Medical card's (temperature 0.6, top-p 0.9).
+        greedy: Use temperature 0 instead.
+        n: Completions per item (mean accuracy ± standard error over items); overrides ``sampling.n``.
+        template: How records become prompts; default the II-Medical ``\\boxed{}`` instruction.
+        data_dir: Folder that relative benchmark paths resolve against (``$MEDREASON_EVAL_DATA``).
+        benchmark_paths: Benchmark name → local file replacing its registered source.
+        limit: Evaluate only the first ``limit`` items of each benchmark.
+        skip_missing: Leave out benchmarks whose data is missing (with a warning) instead of failing;
+            the table shows "–" for them.
+        output_dir: Where caches, predictions and ``results.json`` go.
+        chunk_size: Prompts per engine call (and per cache flush).
+        progress: Show a progress bar (main process only).
+
+    Example (a notebook)::
+
+        results = evaluate("Intelligent-Internet/II-Medical-8B", suite="ii_medical", backend="vllm",
+                           engine_kwargs={"tensor_parallel_size": 8}, data_dir="data/eval")
+        print(results.table())
+        results.plot("ii_medical.png")
+    """
+    if (model is None) == (engine is None):
+        raise TypeError(
+            "evaluate() needs exactly one of model= (to build an engine) or engine= (a ready one)."
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    if data_dir is None:
+        data_dir = os.environ.get("MEDREASON_EVAL_DATA")
+    if greedy:
+        sampling = replace(sampling, temperature=0.0)
+    if n is not None:
+        sampling = replace(sampling, n=n)
+    template = template or PromptTemplate()
+
+    resolved = resolve_benchmarks(suite, benchmarks, benchmark_paths)
+    records: dict[str, list[EvalRecord]] = {}
+    missing: list[str] = []
+    for benchmark in resolved:  # every record is validated before anything is generated
+        try:
+            records[benchmark.name] = load_records(benchmark, data_dir, limit)
+        except FileNotFoundError as error:
+            missing.append(str(error))
+    if missing and not skip_missing:
+        raise FileNotFoundError(f"{len(missing)} benchmark(s) have no data:\n" + "\n".join(missing))
+    for message in missing:
+        logger.warning("Skipped: %s", message)
+    if not records:
+        raise FileNotFoundError("None of the requested benchmarks' data was found (see the warnings above).")
+    chosen = [b for b in resolved if b.name in records]
+
+    owns_engine = engine is None
+    if engine is None:
+        engine = build_engine(backend, model=model, **dict(engine_kwargs or {}))
+    output_dir = Path(output_dir)
+    try:
+        results = [
+            _run_benchmark(b, records[b.name], engine, sampling, template, output_dir, chunk_size, progress)
+            for b in chosen
+        ]
+    finally:
+        if owns_engine:
+            engine.close()
+    run = EvalResults(
+        model=engine.model_name,
+        benchmarks=results,
+        suite=suite,
+        sampling=asdict(sampling),
+        output_dir=str(output_dir / model_slug(engine.model_name)),
+    )
+    run.save(Path(run.output_dir) / "results.json")
+    return run
+
+
+def _run_benchmark(
+    benchmark: Benchmark,
+    records: list[EvalRecord],
+    engine: GenerationEngine,
+    sampling: SamplingParams,
+    template: PromptTemplate,
+    output_dir: Path,
+    chunk_size: int,
+    progress: bool,
+) -> BenchmarkResult:
+    cache = GenerationCache(output_dir / "generations", engine.model_name, benchmark.name)
+    prompts = [template(record) for record in records]
+    missing = [
+        i
+        for i, (r, p) in enumerate(zip(records, prompts, strict=True))
+        if cache.get(r.id, sampling, p) is None
+    ]
+    logger.info(
+        "%s: %d items, %d cached, %d to generate.",
+        benchmark.name,
+        len(records),
+        len(records) - len(missing),
+        len(missing),
+    )
+    with tqdm(
+        total=len(records),
+        initial=len(records) - len(missing),
+        desc=benchmark.name,
+        unit="item",
+        disable=not progress or not is_main_process(),
+    ) as bar:
+        for start in range(0, len(missing), chunk_size):
+            chunk = missing[start : start + chunk_size]
+            outputs = engine.generate([prompts[i] for i in chunk], sampling)
+            if len(outputs) != len(chunk) or any(len(o) != sampling.n for o in outputs):
+                raise RuntimeError(
+                    f"{type(engine).__name__}.generate returned {[len(o) for o in outputs]} completions for "
+                    f"{len(chunk)} prompts; expected {sampling.n} per prompt."
+                )
+            cache.put(
+                [(records[i].id, prompts[i], out) for i, out in zip(chunk, outputs, strict=True)], sampling
+            )
+            bar.update(len(chunk))
+
+    rows, item_accuracy, unanswered, truncated = [], [], 0, 0
+    for record, prompt in zip(records, prompts, strict=True):
+        completions = cache.get(record.id, sampling, prompt)
+        predictions = [extract_choice(c.text, record.options) for c in completions]
+        correct = [p == record.answer for p in predictions]
+        item_accuracy.append(sum(correct) / len(correct))
+        unanswered += predictions.count(None)
+        truncated += sum(c.truncated for c in completions)
+        rows.append(
+            {
+                "id": record.id,
+                "answer": record.answer,
+                "predictions": predictions,
+                "correct": correct,
+                "accuracy": item_accuracy[-1],
+                "finish_reasons": [c.finish_reason for c in completions],
+                "responses": [c.text for c in completions],
+                "prompt": prompt,
+            }
+        )
+    predictions_path = output_dir / model_slug(engine.model_name) / f"{benchmark.name}.predictions.jsonl"
+    write_jsonl(predictions_path, rows)
+    accuracy, stderr = mean_and_stderr(item_accuracy)
+    total = len(records) * sampling.n
+    logger.info(
+        "%s: accuracy %.2f%% ± %.2f (%d items).", benchmark.name, 100 * accuracy, 100 * stderr, len(records)
+    )
+    return BenchmarkResult(
+        name=benchmark.name,
+        title=benchmark.title,
+        accuracy=accuracy,
+        stderr=stderr,
+        num_items=len(records),
+        num_samples=sampling.n,
+        no_answer_rate=unanswered / total,
+        truncated_rate=truncated / total,
+        predictions_path=str(predictions_path),
+    )
