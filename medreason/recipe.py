@@ -22,21 +22,23 @@ from medreason.stage_context import StageContext
 
 @dataclass(frozen=True)
 class StageKind:
-    """A kind of stage: the function that runs it and the config class its ``trainer`` block builds.
+    """A kind of stage: the function that runs it and the config class of its settings block.
 
     Args:
         runner: ``"module:function"`` taking a :class:`StageContext` and returning the final model dir.
-        config_class: ``"module:Class"`` whose dataclass fields are the valid ``trainer`` keys.
+        config_class: ``"module:Class"`` whose dataclass fields are the valid keys of ``block``.
+        block: The stage key holding its settings: ``trainer`` for training stages, ``evaluate`` for eval.
     """
 
     runner: str
     config_class: str
+    block: str = "trainer"
 
     def load_runner(self) -> Callable[[StageContext], Path]:
         module, name = self.runner.split(":")
         return getattr(importlib.import_module(module), name)
 
-    def trainer_fields(self) -> set[str]:
+    def fields(self) -> set[str]:
         module, name = self.config_class.split(":")
         return {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name)) if f.init}
 
@@ -44,17 +46,18 @@ class StageKind:
 STAGE_KINDS: dict[str, StageKind] = {
     "sft": StageKind("medreason.trainers.sft_stage:run_sft_stage", "medreason.trainers:CurriculumSFTConfig"),
     "dpo": StageKind("medreason.trainers.dpo_stage:run_dpo_stage", "medreason.trainers:DPOConfig"),
+    "eval": StageKind("medreason.eval.stage:run_eval_stage", "medreason.eval.stage:EvalStageConfig", "evaluate"),
 }
 """The stage kinds this version can run."""
 
-PLANNED_KINDS = ("dapo", "ttt", "eval")
+PLANNED_KINDS = ("dapo", "ttt")
 """Stage kinds the model cards use that this version cannot run yet."""
 
 DATA_FIELDS = (
     "path", "builtin", "split", "format", "target", "system_prompt", "filter", "max_samples", "eval_fraction",
     "column_map",
 )
-STAGE_FIELDS = ("kind", "data", "trainer", "init_from")
+STAGE_FIELDS = ("kind", "data", "trainer", "evaluate", "init_from")
 
 
 class RecipeError(ValueError):
@@ -118,12 +121,17 @@ def _validate_stage(cfg: DictConfig, name: str, stage: DictConfig) -> None:
         )
     if data.get("builtin") not in (None, "tiny"):
         raise RecipeError(f"stages.{name}.data.builtin={data.builtin!r} is unknown; the built-in dataset is 'tiny'.")
-    valid = STAGE_KINDS[stage.kind].trainer_fields()
-    for key in merged_trainer_args(cfg, name):
+    kind = STAGE_KINDS[stage.kind]
+    for block in {"trainer", "evaluate"} - {kind.block}:
+        if stage.get(block):
+            raise RecipeError(f"stages.{name}.{block} does not apply to {stage.kind} stages; use stages.{name}.{kind.block}.")
+    settings = merged_trainer_args(cfg, name) if kind.block == "trainer" else stage.get(kind.block) or {}
+    valid = kind.fields()
+    for key in settings:
         if key not in valid:
             close = difflib.get_close_matches(key, sorted(valid), n=3)
             hint = f" Did you mean {close}?" if close else ""
-            raise RecipeError(f"stages.{name}.trainer.{key} is not a field of {stage.kind} trainers.{hint}")
+            raise RecipeError(f"stages.{name}.{kind.block}.{key} is not a field of {stage.kind} stages.{hint}")
 
 
 def _is_unset(node: DictConfig, key: str) -> bool:

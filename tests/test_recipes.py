@@ -33,6 +33,21 @@ def test_the_five_model_card_recipes_exist():
     assert RECIPES == ["finemedlm_o1", "ii_medical_7b_preview", "ii_medical_8b", "reasonmed_7b", "tiny"]
 
 
+@pytest.mark.parametrize(
+    ("recipe", "stages"),
+    [
+        ("finemedlm_o1", ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval"]),
+        ("ii_medical_7b_preview", ["sft", "dapo", "eval"]),
+        ("ii_medical_8b", ["sft", "dapo", "eval"]),
+        ("reasonmed_7b", ["sft", "eval"]),
+        ("tiny", ["sft_all", "sft_endocrinology", "dpo", "eval"]),
+    ],
+)
+def test_stages_run_in_the_documented_order(recipe, stages):
+    # The order is the stages mapping's insertion order, which Hydra's defaults list decides.
+    assert selected_stages(load(recipe)) == stages
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_implemented_stage_of_every_recipe_validates(recipe):
     cfg = load(recipe)
@@ -67,7 +82,6 @@ def test_card_hyperparameters_are_in_the_resolved_config(recipe, stage, expected
 
 def test_finemedlm_o1_curriculum_matches_the_paper():
     cfg = load("finemedlm_o1")
-    assert list(cfg.stages) == ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo"]
     assert cfg.model.name_or_path == "meta-llama/Llama-3.1-8B"
     assert cfg.model.config_overrides.attention_dropout == 0.1
     assert (cfg.launch.accelerate_config, cfg.launch.num_processes) == ("zero3_4gpu", 4)
@@ -82,6 +96,12 @@ def test_finemedlm_o1_curriculum_matches_the_paper():
         assert (args["max_length"], args["warmup_steps"], args["lr_scheduler_type"]) == (1024, 0.1, "cosine")
         assert (args["weight_decay"], args["bf16"], args["optim"]) == (0.01, True, "adamw_torch")
     assert cfg.stages.o1_sft.data.max_samples == 17000
+
+
+def test_card_evaluation_settings():
+    for recipe, suite in [("ii_medical_8b", "ii_medical"), ("reasonmed_7b", "reasonmed"), ("finemedlm_o1", "finemedlm")]:
+        evaluate = load(recipe).stages.eval.evaluate
+        assert (evaluate.suite, evaluate.temperature, evaluate.top_p, evaluate.backend) == (suite, 0.6, 0.9, "vllm")
 
 
 def test_base_models_of_the_cards():
@@ -102,10 +122,14 @@ def test_run_wide_trainer_overrides_reach_every_stage_and_stage_selects_one():
 def test_config_errors_name_the_field_and_the_fix():
     with pytest.raises(RecipeError, match="not a stage of this recipe"):
         validate_run_config(load("tiny", "stage=dapo"))
-    with pytest.raises(RecipeError, match="learnin_rate is not a field of sft trainers. Did you mean \\['learning_rate'"):
+    with pytest.raises(RecipeError, match="learnin_rate is not a field of sft stages. Did you mean \\['learning_rate'"):
         validate_run_config(load("tiny", "+stages.sft_all.trainer.learnin_rate=1"))
-    with pytest.raises(RecipeError, match="stages.dpo.trainer.packing is not a field of dpo trainers"):
+    with pytest.raises(RecipeError, match="stages.dpo.trainer.packing is not a field of dpo stages"):
         validate_run_config(load("tiny", "+stages.dpo.trainer.packing=true"))
+    with pytest.raises(RecipeError, match="stages.eval.evaluate.temp is not a field of eval stages"):
+        validate_run_config(load("tiny", "+stages.eval.evaluate.temp=1"))
+    with pytest.raises(RecipeError, match="stages.eval.trainer does not apply to eval stages"):
+        validate_run_config(load("tiny", "+stages.eval.trainer.learning_rate=1"))
     with pytest.raises(RecipeError, match="stages.sft.data.path is not set"):
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             validate_run_config(compose("train", overrides=["+recipe=ii_medical_8b", "stage=sft"]))

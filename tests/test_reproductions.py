@@ -23,6 +23,13 @@ CPU_OVERRIDES = [
     "trainer.global_batch_size=2",
     "trainer.max_length=384",
     "trainer.logging_steps=1",
+    # the cards evaluate through vLLM on their suites; here the built-in benchmark through transformers
+    "stages.eval.evaluate.suite=null",
+    "stages.eval.evaluate.builtin=tiny",
+    "stages.eval.evaluate.backend=transformers",
+    "~stages.eval.evaluate.engine_kwargs.tensor_parallel_size",
+    "stages.eval.evaluate.limit=4",
+    "stages.eval.evaluate.max_tokens=16",
 ]
 DEPARTMENTS = [("Internal Medicine", "Endocrinology"), ("Internal Medicine", "Cardiology"), ("Surgery", "Orthopedics")]
 
@@ -54,11 +61,11 @@ def test_finemedlm_o1_runs_its_five_stages_each_from_the_previous_best(real_file
         f"stages.dpo.data.path={real_files / 'dpo.jsonl'}",
     )
     finals = run(cfg)
-    names = ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo"]
+    names = ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval"]
     assert list(finals) == names
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["sft_all"]["started_from"] == str(tmp_path / "base_model")
-    for previous, name in zip(names, names[1:], strict=False):
+    for previous, name in zip(names[:-1], names[1:-1], strict=False):
         assert summary[name]["started_from"] == str(tmp_path / previous / "final")
     assert summary["dpo"]["metrics"]["reference"] == str(tmp_path / "o1_sft" / "final")
     assert summary["sft_internal_medicine"]["metrics"]["num_train_records"] == 36  # 40 Internal Medicine - 10%
@@ -67,13 +74,13 @@ def test_finemedlm_o1_runs_its_five_stages_each_from_the_previous_best(real_file
     metrics = summary["sft_all"]["metrics"]
     assert metrics["best_eval_loss"] == min(metrics["eval_losses"])
     assert summary["dpo"]["metrics"]["beta"] == 0.1
+    assert summary["eval"]["started_from"] == str(tmp_path / "dpo" / "final")
+    assert "tiny_mcq" in summary["eval"]["metrics"]["accuracies"]
 
 
-@pytest.mark.parametrize("target", ["think_response", "cot", "response"])
-def test_reasonmed_7b_trains_each_dataset_variant(real_files, tmp_path, target):
-    cfg = recipe_cfg(
-        "reasonmed_7b", tmp_path, f"stages.sft.data.path={real_files / 'o1.jsonl'}", f"stages.sft.data.target={target}"
-    )
+def test_reasonmed_7b_trains_a_dataset_variant_then_evaluates(real_files, tmp_path):
+    # the three variants differ only in the completion (tests/data/test_records.py checks each)
+    cfg = recipe_cfg("reasonmed_7b", tmp_path, f"stages.sft.data.path={real_files / 'o1.jsonl'}", "stages.sft.data.target=cot")
     finals = run(cfg)
-    assert (finals["sft"] / "model.safetensors").is_file()
+    assert (finals["sft"] / "model.safetensors").is_file() and finals["eval"] == finals["sft"]
     assert json.loads((tmp_path / "sft" / "metrics.json").read_text())["num_train_records"] == 60

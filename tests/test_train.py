@@ -28,7 +28,7 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary) == ["sft_all", "sft_endocrinology", "dpo"]
+    assert list(summary) == ["sft_all", "sft_endocrinology", "dpo", "eval"]
     sft_all = summary["sft_all"]["metrics"]
     assert sft_all["num_eval_records"] == 19 and len(sft_all["eval_losses"]) == 3
     assert sft_all["eval_losses"][-1] < sft_all["eval_losses"][0]
@@ -36,13 +36,18 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     assert summary["dpo"]["started_from"] == str(tmp_path / "sft_endocrinology" / "final")
     margins = summary["dpo"]["metrics"]["reward_margins"]
     assert margins[-1] > margins[0] + 1.0
+    evaluation = summary["eval"]
+    assert evaluation["final_dir"] == str(tmp_path / "dpo" / "final")  # measured, handed on unchanged
+    assert 0.0 <= evaluation["metrics"]["accuracies"]["tiny_mcq"] <= 100.0
+    assert "Tiny MCQ" in (tmp_path / "eval" / "results.md").read_text()
+    assert (tmp_path / "eval" / "results.png").stat().st_size > 0
     assert "learning_rate: 0.003" in (tmp_path / "config.yaml").read_text()
     assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
 
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     finals = run(tiny_cfg(tmp_path))
-    assert list(finals) == ["sft_all", "sft_endocrinology", "dpo"]
+    assert list(finals) == ["sft_all", "sft_endocrinology", "dpo", "eval"]
     first = load_file(str(finals["dpo"] / "model.safetensors"))
 
     with pytest.raises(RecipeError, match="already finished .* Pass resume=true"):

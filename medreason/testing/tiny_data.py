@@ -129,3 +129,21 @@ def preference_pairs(records: list[dict[str, Any]], seed: int = 0) -> list[dict[
 def tiny_preference_records(num_records: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """:func:`preference_pairs` of :func:`tiny_records`: the built-in DPO data of the ``tiny`` recipe."""
     return preference_pairs(tiny_records(num_records, seed), seed)
+
+
+def tiny_benchmark_records(num_records: int = 24, seed: int = 1) -> list[dict[str, Any]]:
+    """Multiple-choice items in the evaluation schema (``id, question, options, answer, source``).
+
+    The ``tiny`` recipe's built-in benchmark: the same facts as :func:`tiny_records`, drawn with
+    another seed, with the stem alone as ``question`` (the evaluation prompt lists the options).
+    """
+    return [
+        {
+            "id": f"tiny-mcq-{index:04d}",
+            "question": record["question"].split("\n")[0],
+            "options": record["options"],
+            "answer": record["answer"],
+            "source": "tiny_mcq",
+        }
+        for index, record in enumerate(tiny_records(num_records, seed))
+    ]

@@ -1,0 +1,87 @@
+"""The ``eval`` stage kind of a recipe: evaluate the model the previous stage produced.
+
+The stage writes ``results.json`` (per benchmark, with every prediction under ``predictions/``),
+``results.md`` (the model-card table beside the published numbers) and ``results.png``, and
+hands the evaluated model on unchanged to any stage after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelerate import PartialState
+from omegaconf import OmegaConf
+
+from medreason.engines import SamplingParams
+from medreason.eval.benchmarks import Benchmark
+from medreason.eval.runner import evaluate
+from medreason.stage_context import StageContext, mark_stage_complete
+from medreason.testing.tiny_data import tiny_benchmark_records
+from medreason.utils.jsonl import write_jsonl
+
+
+@dataclass
+class EvalStageConfig:
+    """The ``evaluate`` block of an ``eval`` stage (arguments of :func:`medreason.eval.evaluate`).
+
+    Args:
+        suite: ``ii_medical``, ``reasonmed`` or ``finemedlm``.
+        benchmarks: Further registered benchmark names.
+        builtin: ``"tiny"`` adds the built-in synthetic benchmark (``medreason.testing``).
+        data_dir: Folder of the benchmark files (or ``$MEDREASON_EVAL_DATA``).
+        limit: Items per benchmark (all when unset).
+        skip_missing: Leave out benchmarks whose data is missing instead of failing.
+        backend: ``transformers``, ``vllm`` or ``openai``; ``engine_kwargs`` go to its constructor.
+        temperature / top_p / max_tokens / n / seed: Sampling (default: the II-Medical cards' 0.6 / 0.9).
+        greedy: Temperature 0 instead.
+    """
+
+    suite: str | None = None
+    benchmarks: list[str] = field(default_factory=list)
+    builtin: str | None = None
+    data_dir: str | None = None
+    limit: int | None = None
+    skip_missing: bool = False
+    backend: str = "transformers"
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_tokens: int = 16384
+    n: int = 1
+    seed: int = 0
+    greedy: bool = False
+
+
+def run_eval_stage(context: StageContext) -> Path:
+    """Evaluate ``context.model_path``; return it as the model the next stage starts from."""
+    config = EvalStageConfig(**OmegaConf.to_container(context.cfg.evaluate, resolve=True))
+    state = PartialState()
+    if state.is_main_process:  # one process drives the engine (vLLM shards the model itself)
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        benchmarks: list[str | Benchmark] = list(config.benchmarks)
+        if config.builtin == "tiny":
+            path = context.output_dir / "tiny_mcq.jsonl"
+            write_jsonl(path, tiny_benchmark_records())
+            benchmarks.append(Benchmark(name="tiny_mcq", title="Tiny MCQ", path=str(path)))
+        results = evaluate(
+            model=context.model_path,
+            suite=config.suite,
+            benchmarks=benchmarks,
+            backend=config.backend,
+            engine_kwargs=config.engine_kwargs,
+            sampling=SamplingParams(temperature=config.temperature, top_p=config.top_p,
+                                    max_tokens=config.max_tokens, n=config.n, seed=config.seed),
+            greedy=config.greedy,
+            data_dir=config.data_dir,
+            limit=config.limit,
+            skip_missing=config.skip_missing,
+            output_dir=context.output_dir,
+        )
+        (context.output_dir / "results.md").write_text(results.table() + "\n")
+        results.plot(context.output_dir / "results.png")
+        metrics = {"accuracies": results.accuracies, "average": results.average, "results": results.output_dir}
+        mark_stage_complete(context, metrics, final_dir=Path(context.model_path))
+    state.wait_for_everyone()
+    return Path(context.model_path)
