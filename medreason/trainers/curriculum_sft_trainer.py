@@ -204,6 +204,6 @@ class CurriculumSFTTrainer:
 
     def _load_stage_model(self, final_dir: Path) -> PreTrainedModel:
         init_kwargs = self.args.model_init_kwargs or {}
-        if isinstance(self.model, PeftModel):
+        if self.peft_config is not None or isinstance(self.model, PeftModel):  # final/ holds the adapter
             return AutoPeftModelForCausalLM.from_pretrained(final_dir, is_trainable=True, **init_kwargs)
         return AutoModelForCausalLM.from_pretrained(final_dir, **init_kwargs)
