@@ -1,0 +1,125 @@
+"""Benchmark questions to decontaminate against: files, directories or a suite name.
+
+Files follow the shared evaluation schema, one JSON object per line:
+``{"id", "question", "options", "answer", "source", "meta"}`` (only ``question`` is required;
+``id`` defaults to ``"<file stem>:<line>"``, ``source`` to the file stem).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medreason.utils.jsonl import RecordError, read_jsonl
+from medreason.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchmarkItem:
+    """One benchmark question.
+
+    Args:
+        benchmark: Benchmark name (the record's ``source``).
+        id: The item's id within its benchmark.
+        question: The question text (options are not part of it).
+    """
+
+    benchmark: str
+    id: str
+    question: str
+
+
+def read_benchmark_file(path: str | os.PathLike) -> list[BenchmarkItem]:
+    """Read one JSONL benchmark file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        RecordError: a line is not JSON, or its ``question`` is missing or not a string.
+    """
+    path = Path(path)
+    items = []
+    for line, record in read_jsonl(path):
+        question = record.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise RecordError(
+                str(path), f"line {line}", "question", "every benchmark item needs a non-empty string."
+            )
+        source = record.get("source") if isinstance(record.get("source"), str) else path.stem
+        items.append(BenchmarkItem(source, str(record.get("id", f"{path.stem}:{line}")), question))
+    return items
+
+
+def _from_registry(name: str, data_dir: str | os.PathLike | None) -> list[BenchmarkItem]:
+    """Items of a suite (``ii_medical``) or registered benchmark, via :mod:`medreason.eval`.
+
+    Benchmarks whose data is not available here (private sets such as NEJM) are skipped with a warning.
+    """
+    try:
+        from medreason.eval.benchmarks import SUITES, get_benchmark, load_records, resolve_benchmarks
+    except ImportError as error:
+        raise ValueError(
+            f"benchmarks={name!r} is not an existing file or directory, and suite names need "
+            f"medreason.eval ({error}). Pass JSONL files or a directory of them instead."
+        ) from None
+    if name in SUITES:
+        chosen = resolve_benchmarks(suite=name)
+    else:
+        try:
+            chosen = [get_benchmark(name)]
+        except ValueError:
+            raise ValueError(
+                f"benchmarks={name!r} is not an existing file or directory, a suite ({sorted(SUITES)}) "
+                "or a registered benchmark name."
+            ) from None
+    data_dir = data_dir if data_dir is not None else os.environ.get("MEDREASON_EVAL_DATA")
+    items, missing = [], []
+    for benchmark in chosen:
+        try:
+            records = load_records(benchmark, data_dir)
+        except FileNotFoundError:
+            missing.append(benchmark.name)
+            continue
+        items.extend(BenchmarkItem(benchmark.name, record.id, record.question) for record in records)
+    if missing:
+        logger.warning(
+            "Decontaminating without %s: no data for them under data_dir=%s (set "
+            "benchmark_data_dir or MEDREASON_EVAL_DATA).",
+            ", ".join(missing),
+            data_dir,
+        )
+    return items
+
+
+def load_benchmarks(
+    spec: str | os.PathLike | Sequence[str | os.PathLike], data_dir: str | os.PathLike | None = None
+) -> list[BenchmarkItem]:
+    """Load benchmark questions from a JSONL file, a directory of ``*.jsonl``, a list of these, or names.
+
+    A name is a suite (``ii_medical``) or a registered benchmark (``medqa``) of :mod:`medreason.eval`;
+    its relative files resolve against ``data_dir`` (default: ``$MEDREASON_EVAL_DATA``).
+
+    Raises:
+        ValueError: ``spec`` names nothing that exists and is not a known suite, or holds no questions.
+    """
+    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    files: list[Path] = []
+    items: list[BenchmarkItem] = []
+    for entry in specs:
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(path.glob("*.jsonl"))
+            if not found:
+                raise ValueError(f"Benchmark directory {path} holds no *.jsonl files.")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            items.extend(_from_registry(str(entry), data_dir))
+    items.extend(item for file in files for item in read_benchmark_file(file))
+    if not items:
+        raise ValueError(f"No benchmark questions found in {specs}.")
+    return items
