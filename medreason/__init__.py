@@ -17,15 +17,34 @@ __version__ = "0.1.0"
 _LAZY = {
     "CurriculumSFTConfig": "medreason.trainers",
     "CurriculumSFTTrainer": "medreason.trainers",
+    "DAPOConfig": "medreason.trainers",
+    "DAPOTrainer": "medreason.trainers",
     "DPOConfig": "medreason.trainers",
     "DPOTrainer": "medreason.trainers",
     "SFTStage": "medreason.trainers",
 }
 
-__all__ = ["CurriculumSFTConfig", "CurriculumSFTTrainer", "DPOConfig", "DPOTrainer", "SFTStage", "__version__"]
+__all__ = [
+    "CurriculumSFTConfig",
+    "CurriculumSFTTrainer",
+    "DAPOConfig",
+    "DAPOTrainer",
+    "DPOConfig",
+    "DPOTrainer",
+    "SFTStage",
+    "__version__",
+]
 
 if TYPE_CHECKING:
-    from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, DPOConfig, DPOTrainer, SFTStage
+    from medreason.trainers import (
+        CurriculumSFTConfig,
+        CurriculumSFTTrainer,
+        DAPOConfig,
+        DAPOTrainer,
+        DPOConfig,
+        DPOTrainer,
+        SFTStage,
+    )
 
 
 def __getattr__(name: str) -> Any:

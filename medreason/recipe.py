@@ -46,18 +46,22 @@ class StageKind:
 STAGE_KINDS: dict[str, StageKind] = {
     "sft": StageKind("medreason.trainers.sft_stage:run_sft_stage", "medreason.trainers:CurriculumSFTConfig"),
     "dpo": StageKind("medreason.trainers.dpo_stage:run_dpo_stage", "medreason.trainers:DPOConfig"),
+    "dapo": StageKind("medreason.trainers.dapo_stage:run_dapo_stage", "medreason.trainers:DAPOConfig"),
     "eval": StageKind("medreason.eval.stage:run_eval_stage", "medreason.eval.stage:EvalStageConfig", "evaluate"),
+    "curate": StageKind("medreason.curate.stage:run_curate_stage", "medreason.curate.stage:CurateStageConfig", "curate"),
 }
 """The stage kinds this version can run."""
 
-PLANNED_KINDS = ("dapo", "ttt")
+PLANNED_KINDS = ("ttt",)
 """Stage kinds the model cards use that this version cannot run yet."""
 
 DATA_FIELDS = (
     "path", "builtin", "split", "format", "target", "system_prompt", "filter", "max_samples", "eval_fraction",
     "column_map",
 )
-STAGE_FIELDS = ("kind", "data", "trainer", "evaluate", "init_from")
+SETTINGS_BLOCKS = tuple(sorted({kind.block for kind in STAGE_KINDS.values()}))
+"""Stage keys that hold a kind's settings (each kind uses one of them)."""
+STAGE_FIELDS = ("kind", "data", "init_from", *SETTINGS_BLOCKS)
 
 
 class RecipeError(ValueError):
@@ -122,7 +126,7 @@ def _validate_stage(cfg: DictConfig, name: str, stage: DictConfig) -> None:
     if data.get("builtin") not in (None, "tiny"):
         raise RecipeError(f"stages.{name}.data.builtin={data.builtin!r} is unknown; the built-in dataset is 'tiny'.")
     kind = STAGE_KINDS[stage.kind]
-    for block in {"trainer", "evaluate"} - {kind.block}:
+    for block in set(SETTINGS_BLOCKS) - {kind.block}:
         if stage.get(block):
             raise RecipeError(f"stages.{name}.{block} does not apply to {stage.kind} stages; use stages.{name}.{kind.block}.")
     settings = merged_trainer_args(cfg, name) if kind.block == "trainer" else stage.get(kind.block) or {}

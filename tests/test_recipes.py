@@ -18,8 +18,8 @@ from medreason.recipe import (
 
 RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 DATA_OVERRIDES = {
-    "ii_medical_8b": ["stages.sft.data.path=sft.jsonl"],
-    "ii_medical_7b_preview": ["stages.sft.data.path=sft.jsonl"],
+    "ii_medical_8b": ["stages.sft.data.path=sft.jsonl", "stages.dapo.data.path=mcq.jsonl"],
+    "ii_medical_7b_preview": ["stages.sft.data.path=sft.jsonl", "stages.dapo.data.path=mcq.jsonl"],
     "finemedlm_o1": ["finemed_path=finemed.jsonl", "stages.o1_sft.data.path=o1.jsonl", "stages.dpo.data.path=dpo.jsonl"],
 }
 
@@ -40,7 +40,7 @@ def test_the_five_model_card_recipes_exist():
         ("ii_medical_7b_preview", ["sft", "dapo", "eval"]),
         ("ii_medical_8b", ["sft", "dapo", "eval"]),
         ("reasonmed_7b", ["sft", "eval"]),
-        ("tiny", ["sft_all", "sft_endocrinology", "dpo", "eval"]),
+        ("tiny", ["curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]),
     ],
 )
 def test_stages_run_in_the_documented_order(recipe, stages):
@@ -98,6 +98,19 @@ def test_finemedlm_o1_curriculum_matches_the_paper():
     assert cfg.stages.o1_sft.data.max_samples == 17000
 
 
+@pytest.mark.parametrize("recipe", ["ii_medical_7b_preview", "ii_medical_8b"])
+def test_dapo_stage_carries_the_ii_medical_rl_card_values(recipe):
+    args = merged_trainer_args(load(recipe), "dapo")
+    card = dict(
+        max_prompt_length=2048, max_completion_length=12288, overlong_buffer_length=4096, overlong_penalty_factor=1.0,
+        clip_ratio_low=0.2, clip_ratio_high=0.28, train_prompt_batch_size=512, gen_prompt_batch_size=1536,
+        mini_batch_size=32, num_generations=16, temperature=1.0, top_p=1.0, top_k=-1, learning_rate=1e-6,
+        warmup_steps=10, weight_decay=0.1, loss_agg_mode="token-mean", max_grad_norm=1.0, entropy_coeff=0.0,
+        dynamic_sampling=True, rollout_backend="vllm",
+    )
+    assert {key: args[key] for key in card} == card
+
+
 def test_card_evaluation_settings():
     for recipe, suite in [("ii_medical_8b", "ii_medical"), ("reasonmed_7b", "reasonmed"), ("finemedlm_o1", "finemedlm")]:
         evaluate = load(recipe).stages.eval.evaluate
@@ -121,7 +134,7 @@ def test_run_wide_trainer_overrides_reach_every_stage_and_stage_selects_one():
 
 def test_config_errors_name_the_field_and_the_fix():
     with pytest.raises(RecipeError, match="not a stage of this recipe"):
-        validate_run_config(load("tiny", "stage=dapo"))
+        validate_run_config(load("tiny", "stage=ttt"))
     with pytest.raises(RecipeError, match="learnin_rate is not a field of sft stages. Did you mean \\['learning_rate'"):
         validate_run_config(load("tiny", "+stages.sft_all.trainer.learnin_rate=1"))
     with pytest.raises(RecipeError, match="stages.dpo.trainer.packing is not a field of dpo stages"):

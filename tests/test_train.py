@@ -28,16 +28,22 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary) == ["sft_all", "sft_endocrinology", "dpo", "eval"]
+    assert list(summary) == ["curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    curation = summary["curate"]["metrics"]["steps"]["decontaminate"]
+    assert curation["dropped"] and curation["kept"] < curation["input"]  # benchmark copies removed
     sft_all = summary["sft_all"]["metrics"]
-    assert sft_all["num_eval_records"] == 19 and len(sft_all["eval_losses"]) == 3
+    assert sft_all["num_eval_records"] + sft_all["num_train_records"] == curation["kept"]
+    assert len(sft_all["eval_losses"]) == 3
     assert sft_all["eval_losses"][-1] < sft_all["eval_losses"][0]
-    assert summary["sft_endocrinology"]["metrics"]["num_train_records"] == 32
+    assert 0 < summary["sft_endocrinology"]["metrics"]["num_train_records"] < curation["kept"]
     assert summary["dpo"]["started_from"] == str(tmp_path / "sft_endocrinology" / "final")
     margins = summary["dpo"]["metrics"]["reward_margins"]
     assert margins[-1] > margins[0] + 1.0
+    dapo = summary["dapo"]["metrics"]
+    assert summary["dapo"]["started_from"] == str(tmp_path / "dpo" / "final")
+    assert dapo["global_step"] == 3 and "truncation_rate" in dapo and "kept_group_ratio" in dapo
     evaluation = summary["eval"]
-    assert evaluation["final_dir"] == str(tmp_path / "dpo" / "final")  # measured, handed on unchanged
+    assert evaluation["final_dir"] == str(tmp_path / "dapo" / "final")  # measured, handed on unchanged
     assert 0.0 <= evaluation["metrics"]["accuracies"]["tiny_mcq"] <= 100.0
     assert "Tiny MCQ" in (tmp_path / "eval" / "results.md").read_text()
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
@@ -47,19 +53,20 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     finals = run(tiny_cfg(tmp_path))
-    assert list(finals) == ["sft_all", "sft_endocrinology", "dpo", "eval"]
-    first = load_file(str(finals["dpo"] / "model.safetensors"))
+    assert list(finals) == ["curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    first = load_file(str(finals["dapo"] / "model.safetensors"))
 
     with pytest.raises(RecipeError, match="already finished .* Pass resume=true"):
         run(tiny_cfg(tmp_path))
     assert run(tiny_cfg(tmp_path, "resume=true")) == finals
-    again = load_file(str(finals["dpo"] / "model.safetensors"))
+    again = load_file(str(finals["dapo"] / "model.safetensors"))
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 def test_single_stage_starts_from_the_previous_final_model(tmp_path):
     with pytest.raises(RecipeError, match="Run stage=sft_all first, or set stages.sft_endocrinology.init_from"):
         run(tiny_cfg(tmp_path, "stage=sft_endocrinology"))
+    run(tiny_cfg(tmp_path, "stage=curate"))
     run(tiny_cfg(tmp_path, "stage=sft_all"))
     assert not (tmp_path / "sft_endocrinology").exists()
     finals = run(tiny_cfg(tmp_path, "stage=sft_endocrinology", "trainer.learning_rate=5e-4"))
@@ -73,5 +80,8 @@ def test_single_stage_starts_from_the_previous_final_model(tmp_path):
 
 
 def test_init_from_overrides_the_previous_stage(tmp_path, tiny_model_dir):
-    finals = run(tiny_cfg(tmp_path, "stage=sft_endocrinology", f"+stages.sft_endocrinology.init_from={tiny_model_dir}"))
+    finals = run(tiny_cfg(
+        tmp_path, "stage=sft_endocrinology", f"+stages.sft_endocrinology.init_from={tiny_model_dir}",
+        "stages.sft_endocrinology.data.path=null", "stages.sft_endocrinology.data.builtin=tiny",
+    ))
     assert (finals["sft_endocrinology"] / "model.safetensors").is_file()

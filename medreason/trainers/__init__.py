@@ -1,8 +1,23 @@
-"""Trainers: configs and trainers for every training stage."""
+"""Trainers: configs and trainers for every training stage, and the DAPO loss pieces."""
 
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
 from medreason.trainers.curriculum_sft_trainer import CurriculumSFTTrainer, StageResult
+from medreason.trainers.dapo_config import DAPOConfig
+from medreason.trainers.dapo_loss import dapo_policy_loss, group_advantages, overlong_penalty
+from medreason.trainers.dapo_trainer import DAPOTrainer
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_trainer import DPOTrainer
 
-__all__ = ["CurriculumSFTConfig", "CurriculumSFTTrainer", "DPOConfig", "DPOTrainer", "SFTStage", "StageResult"]
+__all__ = [
+    "CurriculumSFTConfig",
+    "CurriculumSFTTrainer",
+    "DAPOConfig",
+    "DAPOTrainer",
+    "DPOConfig",
+    "DPOTrainer",
+    "SFTStage",
+    "StageResult",
+    "dapo_policy_loss",
+    "group_advantages",
+    "overlong_penalty",
+]

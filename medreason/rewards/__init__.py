@@ -1,0 +1,32 @@
+"""Rewards for RL: the registry and the built-in scorers (one per module).
+
+Importing the package registers the built-ins: ``mcq_accuracy``, ``format`` and ``overlong``.
+"""
+
+from medreason.rewards.format import format_reward
+from medreason.rewards.mcq_accuracy import mcq_accuracy_reward
+from medreason.rewards.overlong import overlong_reward
+from medreason.rewards.registry import (
+    AsyncReward,
+    Reward,
+    RewardFunc,
+    available_rewards,
+    combine_rewards,
+    get_reward,
+    register_reward,
+    reward_name,
+)
+
+__all__ = [
+    "AsyncReward",
+    "Reward",
+    "RewardFunc",
+    "available_rewards",
+    "combine_rewards",
+    "format_reward",
+    "get_reward",
+    "mcq_accuracy_reward",
+    "overlong_reward",
+    "register_reward",
+    "reward_name",
+]

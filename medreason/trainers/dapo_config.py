@@ -1,0 +1,191 @@
+"""Configuration of :class:`~medreason.trainers.DAPOTrainer`, with the II-Medical-7B-Preview card as reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from medreason.trainers.dapo_loss import LOSS_AGG_MODES
+
+
+@dataclass
+class DAPOConfig(TrainingArguments):
+    r"""Settings of a DAPO run. Defaults not marked otherwise are the II-Medical-7B-Preview card's RL stage.
+
+    Subclasses :class:`transformers.TrainingArguments` (the base of every TRL config) rather than
+    ``trl.GRPOConfig``: :class:`DAPOTrainer` runs its own loop, and most of GRPOConfig's ~100 fields
+    (``steps_per_generation``, vLLM importance-sampling correction, ...) would be silently ignored.
+    From TrainingArguments the trainer uses ``output_dir``, ``learning_rate``, ``weight_decay``,
+    ``adam_beta1/2``, ``adam_epsilon``, ``warmup_steps``, ``lr_scheduler_type``, ``max_grad_norm``,
+    ``max_steps``, ``num_train_epochs``, ``seed``, ``logging_steps``, ``save_steps``, ``save_total_limit``,
+    ``report_to``, ``run_name``, ``activation_checkpointing`` (on by default), ``bf16`` and ``use_cpu``. Batch sizes come
+    from the fields below, not from ``per_device_train_batch_size``/``gradient_accumulation_steps``.
+
+    One *training step* = generate until ``train_prompt_batch_size`` prompt groups with reward variance are
+    collected, then ``train_prompt_batch_size / mini_batch_size`` optimizer updates on them (card: 512 / 32 =
+    16 updates of 32 × 16 = 512 responses), each update accumulated over micro-batches of at most
+    ``micro_batch_token_budget`` padded tokens. The LR schedule (and warm-up) advances once per training
+    step, as in verl.
+
+    Parameters:
+        > Generation (card: vLLM rollout, temperature 1.0, top-p 1.0, top-k -1)
+
+        max_prompt_length (`int`, defaults to `2048`): Prompts with more tokens are dropped from the data (with a warning).
+        max_completion_length (`int`, defaults to `12288`): Most tokens per response ("max response length").
+        num_generations (`int`, defaults to `16`): Responses sampled per prompt (the group size ``G``).
+        temperature (`float`, defaults to `1.0`), top_p (`float`, defaults to `1.0`), top_k (`int`, defaults to `-1`):
+            Sampling settings; log-probs for the loss use the same temperature.
+        rollout_backend (`str`, defaults to `"transformers"`): ``"transformers"`` (``generate`` on the live
+            policy; CPU and tests) or ``"vllm"`` (colocated :class:`~medreason.engines.vllm_engine.VLLMEngine`
+            per rank; weights pushed after every step). Used by the ``dapo`` recipe stage.
+        transformers_generation_batch_size (`int`, defaults to `64`): Sequences per ``generate`` call of the
+            transformers engine.
+        vllm_tensor_parallel_size (`int`, defaults to `1`), vllm_gpu_memory_utilization (`float`, defaults to `0.3`):
+            Colocated vLLM settings; the share of GPU memory left to training is ``1 - utilization``.
+
+        > Batching and dynamic sampling
+
+        train_prompt_batch_size (`int`, defaults to `512`): Prompt groups per training step, over all ranks.
+        gen_prompt_batch_size (`int`, defaults to `1536`): Prompts per generation round, over all ranks.
+        mini_batch_size (`int`, defaults to `32`): Prompt groups per optimizer update.
+        dynamic_sampling (`bool`, defaults to `True`): Drop groups whose ``filter_groups_metric`` is constant.
+        filter_groups_metric (`str`, defaults to `"reward"`): ``"reward"`` (the final weighted reward) or the
+            name of one reward function, e.g. ``"mcq_accuracy"`` (the DAPO paper filters on accuracy).
+        max_num_gen_batches (`int`, defaults to `10`): Generation rounds allowed per step before failing; 0 = no limit.
+        micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response) per forward pass
+            and device; bounds memory regardless of batch sizes (default: two full-length sequences).
+
+        > Loss (card: clip 0.2 / 0.28, token-mean, entropy coefficient 0)
+
+        clip_ratio_low (`float`, defaults to `0.2`), clip_ratio_high (`float`, defaults to `0.28`): ``ε_low``, ``ε_high``.
+        clip_ratio_c (`float` or `None`, defaults to `None`): Dual-clip constant (> 1, verl uses 3.0); off by default.
+        loss_agg_mode (`str`, defaults to `"token-mean"`): One of ``token-mean``, ``seq-mean-token-mean``, ``seq-mean-token-sum``.
+        kl_coef (`float`, defaults to `0.0`): Weight of a k3 KL penalty to the initial policy; DAPO uses none.
+        entropy_coeff (`float`, defaults to `0.0`): Entropy bonus weight; entropy is logged either way.
+        advantage_eps (`float`, defaults to `1e-6`): ``ε`` in ``(R - mean) / (std + ε)``.
+
+        > Rewards (card: overlong buffer 4,096 with factor 1.0)
+
+        rewards (`list[str]`, defaults to `["mcq_accuracy", "overlong"]`): Registered names or dotted paths.
+        reward_weights (`list[float]` or `None`, defaults to `None`): One weight per reward; default all 1.0.
+        overlong_buffer_length (`int`, defaults to `4096`): Soft overlong buffer ``L_cache`` used by the
+            ``overlong`` reward; 0 turns shaping off (then drop ``overlong`` from ``rewards``).
+        overlong_penalty_factor (`float`, defaults to `1.0`): Penalty at ``max_completion_length``.
+        mask_truncated_completions (`bool`, defaults to `False`): Leave truncated responses out of the loss.
+        truncation_warning_threshold (`float`, defaults to `0.1`): Warn when more responses than this are truncated.
+
+    >>> config = DAPOConfig(output_dir="/tmp/dapo", use_cpu=True, train_prompt_batch_size=4, gen_prompt_batch_size=8,
+    ...                     mini_batch_size=2, num_generations=4)
+    >>> config.train_prompt_batch_size // config.mini_batch_size   # optimizer updates per training step
+    2
+    """
+
+    # Card values for fields TrainingArguments already has.
+    learning_rate: float = field(default=1e-6, metadata={"help": "Peak AdamW learning rate (card: 1e-6)."})
+    warmup_steps: float = field(default=10, metadata={"help": "Warm-up training steps (card: 10)."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, on all parameters as in verl (card: 0.1)."})
+    lr_scheduler_type: str = field(
+        default="constant_with_warmup", metadata={"help": "LR schedule after warm-up (verl's default: constant)."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log metrics every this many training steps."})
+    save_steps: float = field(default=20, metadata={"help": "Checkpoint every this many training steps."})
+    activation_checkpointing: bool | None = field(
+        default=True, metadata={"help": "Recompute activations in the backward pass (long responses)."}
+    )
+
+    max_prompt_length: int = field(default=2048, metadata={"help": "Longest prompt in tokens; longer ones are dropped."})
+    max_completion_length: int = field(default=12288, metadata={"help": "Most tokens per response."})
+    num_generations: int = field(default=16, metadata={"help": "Responses per prompt (group size)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; 1.0 disables it."})
+    top_k: int = field(default=-1, metadata={"help": "Top-k cut-off; -1 disables it."})
+    rollout_backend: str = field(default="transformers", metadata={"help": "'transformers' or 'vllm' (colocated)."})
+    transformers_generation_batch_size: int = field(
+        default=64, metadata={"help": "Sequences per generate() call of the transformers engine."}
+    )
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "Tensor parallel size of colocated vLLM."})
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "Share of GPU memory colocated vLLM may claim."}
+    )
+
+    train_prompt_batch_size: int = field(default=512, metadata={"help": "Prompt groups per training step."})
+    gen_prompt_batch_size: int = field(default=1536, metadata={"help": "Prompts per generation round."})
+    mini_batch_size: int = field(default=32, metadata={"help": "Prompt groups per optimizer update."})
+    dynamic_sampling: bool = field(default=True, metadata={"help": "Drop prompt groups without reward variance."})
+    filter_groups_metric: str = field(
+        default="reward", metadata={"help": "'reward' or a reward function's name to filter groups on."}
+    )
+    max_num_gen_batches: int = field(default=10, metadata={"help": "Generation rounds per step before failing (0 = no limit)."})
+    micro_batch_token_budget: int = field(
+        default=28672, metadata={"help": "Padded tokens per forward/backward micro-batch and device."}
+    )
+
+    clip_ratio_low: float = field(default=0.2, metadata={"help": "Lower clip range eps_low."})
+    clip_ratio_high: float = field(default=0.28, metadata={"help": "Upper clip range eps_high (clip-higher)."})
+    clip_ratio_c: float | None = field(default=None, metadata={"help": "Dual-clip constant (> 1) or None."})
+    loss_agg_mode: str = field(default="token-mean", metadata={"help": f"One of {', '.join(LOSS_AGG_MODES)}."})
+    kl_coef: float = field(default=0.0, metadata={"help": "k3 KL penalty weight against the initial policy."})
+    entropy_coeff: float = field(default=0.0, metadata={"help": "Entropy bonus weight (entropy is always logged)."})
+    advantage_eps: float = field(default=1e-6, metadata={"help": "Epsilon in the group-normalised advantage."})
+
+    rewards: list[str] = field(
+        default_factory=lambda: ["mcq_accuracy", "overlong"],
+        metadata={"help": "Reward names (see medreason.rewards.available_rewards()) or dotted paths."},
+    )
+    reward_weights: list[float] | None = field(default=None, metadata={"help": "One weight per reward (default 1.0)."})
+    overlong_buffer_length: int = field(default=4096, metadata={"help": "Overlong buffer length; 0 disables shaping."})
+    overlong_penalty_factor: float = field(default=1.0, metadata={"help": "Overlong penalty at max_completion_length."})
+    mask_truncated_completions: bool = field(
+        default=False, metadata={"help": "Exclude truncated responses from the loss."}
+    )
+    truncation_warning_threshold: float = field(
+        default=0.1, metadata={"help": "Warn when the truncated fraction of responses exceeds this."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_generations < 2:
+            raise ValueError(
+                f"num_generations must be >= 2: advantages compare responses of the same prompt (got {self.num_generations})."
+            )
+        for name in ("train_prompt_batch_size", "gen_prompt_batch_size", "mini_batch_size", "max_completion_length",
+                     "max_prompt_length", "micro_batch_token_budget", "transformers_generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("save_steps", "logging_steps"):
+            if getattr(self, name) < 1 or getattr(self, name) != int(getattr(self, name)):
+                raise ValueError(f"{name} must be a whole number of training steps >= 1 for DAPO, got {getattr(self, name)}.")
+        if self.rollout_backend not in ("transformers", "vllm"):
+            raise ValueError(f"rollout_backend must be 'transformers' or 'vllm', got {self.rollout_backend!r}.")
+        if self.train_prompt_batch_size % self.mini_batch_size != 0:
+            raise ValueError(
+                f"train_prompt_batch_size ({self.train_prompt_batch_size}) must be a multiple of mini_batch_size "
+                f"({self.mini_batch_size}): each optimizer update takes a full mini-batch of prompt groups."
+            )
+        if not self.dynamic_sampling and self.gen_prompt_batch_size < self.train_prompt_batch_size:
+            raise ValueError(
+                f"gen_prompt_batch_size ({self.gen_prompt_batch_size}) < train_prompt_batch_size "
+                f"({self.train_prompt_batch_size}) with dynamic_sampling=False: set them equal, or enable dynamic sampling."
+            )
+        if self.gradient_accumulation_steps != 1:
+            raise ValueError(
+                "DAPOConfig ignores gradient_accumulation_steps: accumulation follows from mini_batch_size and "
+                "micro_batch_token_budget. Leave it at 1."
+            )
+        if self.loss_agg_mode not in LOSS_AGG_MODES:
+            raise ValueError(f"loss_agg_mode must be one of {', '.join(LOSS_AGG_MODES)}, got {self.loss_agg_mode!r}.")
+        if self.clip_ratio_c is not None and self.clip_ratio_c <= 1.0:
+            raise ValueError(f"clip_ratio_c must be > 1.0 (verl uses 3.0) or None, got {self.clip_ratio_c}.")
+        if not 0 <= self.overlong_buffer_length < self.max_completion_length:
+            raise ValueError(
+                f"overlong_buffer_length ({self.overlong_buffer_length}) must be in [0, max_completion_length="
+                f"{self.max_completion_length}); the card uses 4096 of 12288."
+            )
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(
+                f"reward_weights has {len(self.reward_weights)} entries for {len(self.rewards)} rewards {self.rewards}; "
+                "give one weight per reward or leave reward_weights unset."
+            )
+        if not self.rewards:
+            raise ValueError("rewards is empty: name at least one reward, e.g. rewards=['mcq_accuracy'].")

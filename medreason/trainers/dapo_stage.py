@@ -1,0 +1,103 @@
+"""The ``dapo`` stage kind of a recipe: RL on multiple-choice questions with :class:`DAPOTrainer`.
+
+The stage's ``data`` block points at records in the shared MCQ schema (``question``, ``options``,
+``answer``; JSONL, Parquet, a ``datasets`` id or ``builtin: tiny``). Each record becomes the prompt
+evaluation uses (:class:`medreason.eval.prompts.PromptTemplate`: the II-Medical ``\\boxed{}``
+instruction), so the policy is trained on exactly the prompt format it is scored on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM
+
+from medreason.data.loading import select_records
+from medreason.engines.base import GenerationEngine
+from medreason.eval.benchmarks import EvalRecord
+from medreason.eval.prompts import PromptTemplate
+from medreason.recipe import merged_trainer_args
+from medreason.stage_context import StageContext, mark_stage_complete
+from medreason.testing.tiny_data import tiny_records
+from medreason.trainers.dapo_config import DAPOConfig
+from medreason.trainers.dapo_trainer import DAPOTrainer
+from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, stage_records
+from medreason.utils.jsonl import RecordError
+
+
+def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str, template: PromptTemplate) -> list[dict[str, Any]]:
+    """``{prompt, answer, options}`` rows for the trainer; the rewards read ``answer`` and ``options``.
+
+    Raises:
+        RecordError: a record lacks a question, its options are not a mapping, or its answer is not an option.
+    """
+    rows = []
+    for record, position in zip(records, positions, strict=True):
+        question, options, answer = record.get("question"), record.get("options"), record.get("answer")
+        if not isinstance(question, str) or not question.strip():
+            raise RecordError(source, position, "question", "expected a non-empty question text.")
+        if not isinstance(options, Mapping) or len(options) < 2:
+            raise RecordError(source, position, "options", f"expected a mapping of >= 2 options, got {options!r}.")
+        if answer not in options:
+            raise RecordError(source, position, "answer", f"answer {answer!r} is not one of the options {sorted(options)}.")
+        listed = "\n".join(f"{key}. {text}" for key, text in options.items())
+        question = question.strip().removesuffix(listed).rstrip()  # some records (tiny) list their options already
+        item = EvalRecord(str(record.get("id", position)), question, dict(options), answer)
+        rows.append({"prompt": template(item), "answer": answer, "options": dict(options)})
+    return rows
+
+
+def rollout_engine(args: DAPOConfig, model_path: str) -> GenerationEngine | None:
+    """The engine ``args.rollout_backend`` asks for; ``None`` lets the trainer sample from its live policy.
+
+    With ``"vllm"`` every rank runs its own colocated engine on its GPU (the trainer shards prompts over
+    ranks) and the trainer pushes the policy's weights into it after each step. Under a multi-process
+    launch vLLM must join the launcher's process group rather than spawn workers: TRL's colocate mode
+    passes ``distributed_executor_backend="external_launcher"`` for this, and so do we.
+    """
+    if args.rollout_backend == "transformers":
+        return None
+    from medreason.engines.vllm_engine import VLLMEngine  # vLLM is optional
+
+    launched = PartialState().num_processes > 1
+    return VLLMEngine(
+        model_path, tensor_parallel_size=args.vllm_tensor_parallel_size, dtype="bfloat16" if args.bf16 else "auto",
+        gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+        max_model_len=args.max_prompt_length + args.max_completion_length, seed=args.seed,
+        **({"distributed_executor_backend": "external_launcher"} if launched else {}),
+    )
+
+
+def run_dapo_stage(context: StageContext) -> Path:
+    """Train one DAPO stage from ``context.model_path``; save to ``context.final_dir`` and return it."""
+    run_cfg, data = context.run_cfg, context.cfg.data
+    args = DAPOConfig(
+        output_dir=str(context.output_dir), run_name=f"{run_cfg.run_name}/{context.name}", seed=context.seed,
+        **merged_trainer_args(run_cfg, context.name),
+    )
+    # Master weights stay float32 whatever the model block says: at the card's LR of 1e-6, AdamW updates
+    # are far below bf16's resolution (~0.4% of a weight) and would round away. bf16=true in the trainer
+    # block runs the forward/backward passes in bf16 autocast instead, as verl does with FSDP.
+    load_kwargs = {**model_init_kwargs(run_cfg.model), "dtype": torch.float32}
+    model = AutoModelForCausalLM.from_pretrained(context.model_path, **load_kwargs)
+    tokenizer = load_tokenizer(context.model_path, run_cfg.model.chat_template)
+    record_set = select_records(
+        stage_records(data, builtin={"tiny": tiny_records}),
+        OmegaConf.to_container(data.filter, resolve=True) if data.get("filter") else None,
+        data.get("max_samples"),
+        seed=context.seed,
+        stage=context.name,
+    )
+    template = PromptTemplate(system=data.get("system_prompt"))
+    rows = mcq_prompts(record_set.records, record_set.positions, record_set.source, template)
+    trainer = DAPOTrainer(model, args, rows, processing_class=tokenizer, engine=rollout_engine(args, context.model_path))
+    metrics = trainer.train(resume_from_checkpoint=bool(context.resume))
+    trainer.save_model(context.final_dir)
+    if trainer.accelerator.is_main_process:
+        mark_stage_complete(context, {"global_step": trainer.global_step, **metrics})
+    return context.final_dir
