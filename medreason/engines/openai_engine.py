@@ -13,9 +13,11 @@ import asyncio
 import concurrent.futures
 import os
 import random
+import ssl
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+import certifi
 import httpx
 
 from medreason.data.chat_templates import THINK_CLOSE, THINK_OPEN
@@ -95,6 +97,9 @@ class OpenAIEngine(GenerationEngine):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.extra_body = dict(extra_body or {})
+        # Each generate() call runs its own event loop and so its own httpx client; building the TLS
+        # context once saves ~50 ms of CPU per call, which otherwise caps throughput at high concurrency.
+        self._ssl_context = ssl.create_default_context(cafile=certifi.where())
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
         """Return ``sampling.n`` completions per prompt, in prompt order (requests run concurrently)."""
@@ -106,7 +111,9 @@ class OpenAIEngine(GenerationEngine):
             max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
         )
         headers = {"Authorization": f"Bearer {self.api_key}"}
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=headers) as client:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, limits=limits, headers=headers, verify=self._ssl_context
+        ) as client:
 
             async def one(prompt: Prompt) -> list[Completion]:
                 async with semaphore:

@@ -1,0 +1,154 @@
+"""Run a synthesis pipeline from its config: the shared entry of the CLI and of Python callers.
+
+    >>> from medreason.synth.run import compose_config, run_pipeline            # doctest: +SKIP
+    >>> cfg = compose_config(["+pipeline=finemed", "input=texts.jsonl", "output=out/",
+    ...                       "base_url=http://127.0.0.1:8000/v1", "model=Qwen/Qwen2.5-72B-Instruct"])
+    >>> run_pipeline(cfg)["counts"]                                            # doctest: +SKIP
+
+The config root is ``conf/synth/``: ``synth.yaml`` plus one file of its ``pipeline`` group
+(``conf/synth/pipeline/``), apart from the curation pipelines in ``conf/pipeline/`` and from the training
+``model`` group (so ``model=NAME`` is a plain value). Every role starts from ``role_defaults`` and
+overrides what it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from medreason.config import config_dir
+from medreason.eval.benchmarks import EvalRecord
+from medreason.synth.cache import clear_manifest, write_manifest
+from medreason.synth.finemed import FineMedSettings, load_texts, run_finemed
+from medreason.synth.mcq import load_mcq
+from medreason.synth.reasonmed import ReasonMedSettings, run_reasonmed
+from medreason.synth.report import write_report
+from medreason.synth.runner import EnginePool, Role, SynthRunner, build_role
+from medreason.synth.traces import TraceSettings, run_traces
+from medreason.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+__all__ = ["PIPELINES", "compose_config", "run_pipeline", "synth_config_dir"]
+
+PIPELINES = ("finemed", "reasonmed", "ii_medical_traces")
+
+
+def synth_config_dir() -> Path:
+    """The config root of ``python -m medreason.synth`` (``conf/synth``), as an absolute path."""
+    return config_dir() / "synth"
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The synthesis config with command-line style ``overrides``, composed without running Hydra's app."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(synth_config_dir()), version_base="1.3"):
+        return compose(config_name="synth", overrides=list(overrides))
+
+
+def _merge_role(defaults: Mapping[str, Any], role: Mapping[str, Any] | None) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in (role or {}).items():
+        if key in ("sampling", "engine") and isinstance(value, Mapping):
+            merged[key] = {**(defaults.get(key) or {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _required(data: Mapping[str, Any], key: str, example: str) -> Any:
+    value = data.get(key)
+    if value in (None, "", "???"):
+        raise ValueError(f"{key} is not set: e.g. python -m medreason.synth {example}")
+    return value
+
+
+def run_pipeline(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Run the pipeline ``cfg`` names; return its report (also written to ``output/report.json``).
+
+    Raises:
+        ValueError: no or an unknown pipeline, a missing ``input``/``output``/model, or bad settings.
+    """
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    data.pop("hydra", None)
+    pipeline = data.get("synth_pipeline")
+    if pipeline not in PIPELINES:
+        raise ValueError(
+            f"synth_pipeline is {pipeline!r}: choose a pipeline with +pipeline=NAME, one of {list(PIPELINES)}."
+        )
+    example = f"+pipeline={pipeline} input=in.jsonl output=out/ model=NAME"
+    source, output = _required(data, "input", example), Path(_required(data, "output", example))
+    output.mkdir(parents=True, exist_ok=True)
+    clear_manifest(output)
+    runner = SynthRunner(
+        output, data.get("max_attempts", 3), data.get("progress", True), data.get("fsync", False)
+    )
+    settings = dict(data.get("settings") or {})
+    role_configs = data.get("roles") or {}
+    pool = EnginePool(one_local_model=data.get("one_local_model", True))
+    started = time.time()
+    try:
+        roles = {
+            name: build_role(name, _merge_role(data.get("role_defaults") or {}, role), pool)
+            for name, role in role_configs.items()
+        }
+        summary = _dispatch(pipeline, source, data, settings, roles, runner)
+    finally:
+        pool.close()
+    report = write_report(runner, pipeline, summary)
+    write_manifest(
+        output,
+        {
+            "pipeline": pipeline,
+            "completed": True,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.time() - started, 3),
+            "counts": report["counts"],
+            "failures": len(runner.failures),
+            "files": report["files"],
+            "roles": {
+                name: {"backend": role.backend, "model": role.model_name} for name, role in roles.items()
+            },
+            "config": data,
+        },
+    )
+    logger.info("%s finished: %s (outputs in %s)", pipeline, report["counts"], output)
+    return report
+
+
+def _settings(cls: type, settings: Mapping[str, Any]) -> Any:
+    """``cls(**settings)`` with an error that lists the valid setting names."""
+    valid = sorted(cls.__dataclass_fields__)
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise ValueError(f"settings: unknown keys {unknown} for {cls.__name__}; valid keys are {valid}.")
+    return cls(**settings)
+
+
+def _dispatch(
+    pipeline: str,
+    source: Any,
+    data: Mapping[str, Any],
+    settings: dict[str, Any],
+    roles: dict[str, Role],
+    runner: SynthRunner,
+) -> dict[str, Any]:
+    """Validate the pipeline's settings, load its inputs, run it; engines start on first use."""
+    limit = data.get("limit")
+    if pipeline == "finemed":
+        finemed = _settings(FineMedSettings, settings)
+        return run_finemed(load_texts(source, data.get("text_field", "text"), limit), roles, runner, finemed)
+
+    def questions() -> list[EvalRecord]:
+        return load_mcq(source, data.get("columns"), limit, data.get("split", "train"))
+
+    if pipeline == "reasonmed":
+        reasonmed = _settings(ReasonMedSettings, settings)
+        return run_reasonmed(questions(), roles, runner, reasonmed)
+    traces = _settings(TraceSettings, settings)
+    return run_traces(questions(), roles, runner, traces)
