@@ -38,9 +38,12 @@ class StageKind:
         module, name = self.runner.split(":")
         return getattr(importlib.import_module(module), name)
 
-    def fields(self) -> set[str]:
+    def load_config_class(self) -> type:
         module, name = self.config_class.split(":")
-        return {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name)) if f.init}
+        return getattr(importlib.import_module(module), name)
+
+    def fields(self) -> set[str]:
+        return {f.name for f in dataclasses.fields(self.load_config_class()) if f.init}
 
 
 STAGE_KINDS: dict[str, StageKind] = {
@@ -52,8 +55,6 @@ STAGE_KINDS: dict[str, StageKind] = {
 }
 """The stage kinds this version can run."""
 
-PLANNED_KINDS = ("ttt",)
-"""Stage kinds the model cards use that this version cannot run yet."""
 
 DATA_FIELDS = (
     "path", "builtin", "split", "format", "target", "system_prompt", "filter", "max_samples", "eval_fraction",
@@ -95,18 +96,8 @@ def validate_run_config(cfg: DictConfig) -> None:
         if unknown:
             raise RecipeError(f"stages.{name} has unknown keys {sorted(unknown)}; valid keys are {STAGE_FIELDS}.")
         kind = stage.get("kind")
-        if kind in PLANNED_KINDS and kind not in STAGE_KINDS:
-            if name not in selected:
-                continue
-            runnable = [n for n in names if cfg.stages[n].get("kind") in STAGE_KINDS]
-            raise RecipeError(
-                f"stages.{name}: stage kind {kind!r} is not implemented in this version of medreason. "
-                f"Run the implemented stages one at a time (stage=NAME with NAME in {runnable}) until it lands."
-            )
         if kind not in STAGE_KINDS:
-            raise RecipeError(
-                f"stages.{name}.kind={kind!r} is unknown; choose one of {sorted(STAGE_KINDS) + list(PLANNED_KINDS)}."
-            )
+            raise RecipeError(f"stages.{name}.kind={kind!r} is unknown; choose one of {sorted(STAGE_KINDS)}.")
     for name in selected:
         _validate_stage(cfg, name, cfg.stages[name])
     if cfg.model.name_or_path is None and cfg.model.tiny_family is None:
@@ -136,6 +127,11 @@ def _validate_stage(cfg: DictConfig, name: str, stage: DictConfig) -> None:
             close = difflib.get_close_matches(key, sorted(valid), n=3)
             hint = f" Did you mean {close}?" if close else ""
             raise RecipeError(f"stages.{name}.{kind.block}.{key} is not a field of {stage.kind} stages.{hint}")
+    if kind.block != "trainer":  # plain settings dataclasses: build them to run their own checks
+        try:
+            kind.load_config_class()(**OmegaConf.to_container(settings, resolve=True))
+        except (TypeError, ValueError) as error:
+            raise RecipeError(f"stages.{name}.{kind.block}: {error}") from error
 
 
 def _is_unset(node: DictConfig, key: str) -> bool:

@@ -36,7 +36,7 @@ def test_the_five_model_card_recipes_exist():
 @pytest.mark.parametrize(
     ("recipe", "stages"),
     [
-        ("finemedlm_o1", ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval"]),
+        ("finemedlm_o1", ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval", "eval_ttt"]),
         ("ii_medical_7b_preview", ["sft", "dapo", "eval"]),
         ("ii_medical_8b", ["sft", "dapo", "eval"]),
         ("reasonmed_7b", ["sft", "eval"]),
@@ -49,17 +49,13 @@ def test_stages_run_in_the_documented_order(recipe, stages):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_every_implemented_stage_of_every_recipe_validates(recipe):
+def test_every_stage_of_every_recipe_validates(recipe):
     cfg = load(recipe)
-    for name in cfg.stages:
-        if name.startswith("_"):
-            continue
+    validate_run_config(cfg)
+    for name in selected_stages(cfg):
         staged = load(recipe, f"stage={name}")
-        if staged.stages[name].kind in STAGE_KINDS:
-            validate_run_config(staged)
-        else:
-            with pytest.raises(RecipeError, match="is not implemented in this version"):
-                validate_run_config(staged)
+        assert staged.stages[name].kind in STAGE_KINDS
+        validate_run_config(staged)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +105,17 @@ def test_dapo_stage_carries_the_ii_medical_rl_card_values(recipe):
         dynamic_sampling=True, rollout_backend="vllm",
     )
     assert {key: args[key] for key in card} == card
+
+
+def test_finemedlm_o1_evaluates_with_test_time_training_at_card_values():
+    evaluate = load("finemedlm_o1").stages.eval_ttt.evaluate
+    ttt = evaluate.ttt
+    assert (evaluate.suite, evaluate.backend) == ("finemedlm", "transformers")
+    assert (ttt.k, ttt.mode, ttt.encoder) == (1, "full", "BAAI/bge-large-en-v1.5")
+    assert (ttt.learning_rate, ttt.epochs, ttt.max_length, ttt.weight_decay) == (5e-7, 2, 8192, 0.01)  # o1 SFT stage
+    assert ttt.corpus_path == "o1.jsonl"  # the long-form reasoning subset the o1 SFT stage trains on
+    with pytest.raises(RecipeError, match="ttt has unknown keys \\['lr'\\]"):
+        validate_run_config(load("finemedlm_o1", "stage=eval_ttt", "+stages.eval_ttt.evaluate.ttt.lr=1"))
 
 
 def test_card_evaluation_settings():

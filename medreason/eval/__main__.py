@@ -59,9 +59,7 @@ def _model_path(cfg: DictConfig) -> str:
 def main(cfg: DictConfig) -> None:
     """Evaluate ``cfg.model`` on ``cfg.suite``/``cfg.benchmarks`` and print the model-card table."""
     configure_logging(cfg.log_level)
-    results = evaluate(
-        _model_path(cfg),
-        suite=cfg.suite,
+    common = dict(
         benchmarks=list(cfg.benchmarks) or None,
         backend=cfg.engine.backend,
         engine_kwargs=OmegaConf.to_container(cfg.engine.kwargs, resolve=True),
@@ -75,7 +73,15 @@ def main(cfg: DictConfig) -> None:
         output_dir=cfg.output_dir,
         chunk_size=cfg.chunk_size,
     )
-    table = results.table()
+    if cfg.get("ttt"):
+        from medreason.ttt.cli import evaluate_from_config, side_by_side_table
+
+        ttt = OmegaConf.to_container(cfg.ttt, resolve=True)
+        without, results = evaluate_from_config(_model_path(cfg), cfg.suite, ttt, **common)
+        table = side_by_side_table(without, results)
+    else:
+        results = evaluate(_model_path(cfg), suite=cfg.suite, **common)
+        table = results.table()
     (Path(results.output_dir) / "results.md").write_text(table + "\n", encoding="utf-8")
     plot = results.plot(Path(results.output_dir) / "results.png")
     logger.info("Wrote %s, results.md and results.json to %s.", plot.name, results.output_dir)

