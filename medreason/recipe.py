@@ -52,6 +52,7 @@ STAGE_KINDS: dict[str, StageKind] = {
     "dapo": StageKind("medreason.trainers.dapo_stage:run_dapo_stage", "medreason.trainers:DAPOConfig"),
     "eval": StageKind("medreason.eval.stage:run_eval_stage", "medreason.eval.stage:EvalStageConfig", "evaluate"),
     "curate": StageKind("medreason.curate.stage:run_curate_stage", "medreason.curate.stage:CurateStageConfig", "curate"),
+    "synth": StageKind("medreason.synth.stage:run_synth_stage", "medreason.synth.stage:SynthStageConfig", "synth"),
 }
 """The stage kinds this version can run."""
 

@@ -28,7 +28,10 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary) == ["curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    assert list(summary) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    synthesis = summary["synth"]["metrics"]["counts"]
+    assert synthesis["questions"] == 16 and synthesis["traces_sampled"] == 32
+    assert summary["synth"]["final_dir"] == str(tmp_path / "base_model")
     curation = summary["curate"]["metrics"]["steps"]["decontaminate"]
     assert curation["dropped"] and curation["kept"] < curation["input"]  # benchmark copies removed
     sft_all = summary["sft_all"]["metrics"]
@@ -55,7 +58,7 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     finals = run(tiny_cfg(tmp_path))
-    assert list(finals) == ["curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    assert list(finals) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
     first = load_file(str(finals["dapo"] / "model.safetensors"))
 
     with pytest.raises(RecipeError, match="already finished .* Pass resume=true"):
@@ -68,6 +71,7 @@ def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
 def test_single_stage_starts_from_the_previous_final_model(tmp_path):
     with pytest.raises(RecipeError, match="Run stage=sft_all first, or set stages.sft_endocrinology.init_from"):
         run(tiny_cfg(tmp_path, "stage=sft_endocrinology"))
+    run(tiny_cfg(tmp_path, "stage=synth"))
     run(tiny_cfg(tmp_path, "stage=curate"))
     run(tiny_cfg(tmp_path, "stage=sft_all"))
     assert not (tmp_path / "sft_endocrinology").exists()

@@ -44,11 +44,23 @@ def synth_config_dir() -> Path:
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The synthesis config with command-line style ``overrides``, composed without running Hydra's app."""
-    from hydra import compose, initialize_config_dir
+    """The synthesis config with command-line style ``overrides``, composed without running Hydra's app.
 
-    with initialize_config_dir(config_dir=str(synth_config_dir()), version_base="1.3"):
-        return compose(config_name="synth", overrides=list(overrides))
+    Works inside another Hydra app too (a recipe's ``synth`` stage under ``medreason.train``): the
+    running app's global Hydra state is set aside while composing and put back afterwards.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    running = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(synth_config_dir()), version_base="1.3"):
+            return compose(config_name="synth", overrides=list(overrides))
+    finally:
+        if running is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(running)
 
 
 def _merge_role(defaults: Mapping[str, Any], role: Mapping[str, Any] | None) -> dict[str, Any]:
