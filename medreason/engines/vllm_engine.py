@@ -26,6 +26,8 @@ class VLLMEngine(GenerationEngine):
         gpu_memory_utilization: Share of GPU memory vLLM may claim.
         max_model_len: Context length (prompt + completion); default the model's.
         seed: vLLM's global seed (per-request seeds come from ``SamplingParams.seed``).
+        sleep_mode: Start vLLM with ``enable_sleep_mode`` so :meth:`sleep`/:meth:`wake_up` release and
+            restore its GPU memory (colocated RL); without it both are no-ops. CUDA only.
         model_name: Name used to key caches; default ``model``.
         **llm_kwargs: Passed to ``vllm.LLM`` as is (``enforce_eager``, ``enable_prefix_caching``, ...).
 
@@ -47,6 +49,7 @@ class VLLMEngine(GenerationEngine):
         max_model_len: int | None = None,
         seed: int = 0,
         model_name: str | None = None,
+        sleep_mode: bool = False,
         **llm_kwargs: Any,
     ):
         try:
@@ -64,8 +67,10 @@ class VLLMEngine(GenerationEngine):
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             seed=seed,
+            **({"enable_sleep_mode": True} if sleep_mode else {}),
             **llm_kwargs,
         )
+        self.sleep_mode = sleep_mode
         self.tokenizer = self.llm.get_tokenizer()
         self.model_name = model_name or str(model)
 
@@ -109,6 +114,16 @@ class VLLMEngine(GenerationEngine):
         model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
         model.load_weights(weights=list(weights))
         self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        """Offload weights and free the KV cache while the policy trains (``LLM.sleep(level=1)``)."""
+        if self.sleep_mode:
+            self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        """Restore what :meth:`sleep` released, before the next weight push and generation."""
+        if self.sleep_mode:
+            self.llm.wake_up()
 
     def close(self) -> None:
         """Drop the ``LLM`` so its GPU memory can be reclaimed. Safe to call twice."""

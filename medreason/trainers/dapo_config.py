@@ -43,6 +43,9 @@ class DAPOConfig(TrainingArguments):
             transformers engine.
         vllm_tensor_parallel_size (`int`, defaults to `1`), vllm_gpu_memory_utilization (`float`, defaults to `0.3`):
             Colocated vLLM settings; the share of GPU memory left to training is ``1 - utilization``.
+        vllm_sleep_mode (`bool`, defaults to `False`): Put colocated vLLM to sleep (weights offloaded, KV
+            cache freed) while the policy trains, and wake it before the weight push; frees vLLM's share
+            of GPU memory for the update (CUDA only).
 
         > Batching and dynamic sampling
 
@@ -107,6 +110,9 @@ class DAPOConfig(TrainingArguments):
     vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "Tensor parallel size of colocated vLLM."})
     vllm_gpu_memory_utilization: float = field(
         default=0.3, metadata={"help": "Share of GPU memory colocated vLLM may claim."}
+    )
+    vllm_sleep_mode: bool = field(
+        default=False, metadata={"help": "Sleep colocated vLLM while the policy trains (CUDA only)."}
     )
 
     train_prompt_batch_size: int = field(default=512, metadata={"help": "Prompt groups per training step."})

@@ -69,6 +69,7 @@ def rollout_engine(args: DAPOConfig, model_path: str) -> GenerationEngine | None
         model_path, tensor_parallel_size=args.vllm_tensor_parallel_size, dtype="bfloat16" if args.bf16 else "auto",
         gpu_memory_utilization=args.vllm_gpu_memory_utilization,
         max_model_len=args.max_prompt_length + args.max_completion_length, seed=args.seed,
+        sleep_mode=args.vllm_sleep_mode,
         **({"distributed_executor_backend": "external_launcher"} if launched else {}),
     )
 
