@@ -8,6 +8,8 @@ from transformers import TrainingArguments
 
 from medreason.trainers.dapo_loss import LOSS_AGG_MODES
 
+ROLLOUT_BACKENDS = ("transformers", "vllm", "vllm_server")
+
 
 @dataclass
 class DAPOConfig(TrainingArguments):
@@ -37,12 +39,17 @@ class DAPOConfig(TrainingArguments):
         temperature (`float`, defaults to `1.0`), top_p (`float`, defaults to `1.0`), top_k (`int`, defaults to `-1`):
             Sampling settings; log-probs for the loss use the same temperature.
         rollout_backend (`str`, defaults to `"transformers"`): ``"transformers"`` (``generate`` on the live
-            policy; CPU and tests) or ``"vllm"`` (colocated :class:`~medreason.engines.vllm_engine.VLLMEngine`
-            per rank; weights pushed after every step). Used by the ``dapo`` recipe stage.
+            policy; CPU and tests), ``"vllm"`` (colocated :class:`~medreason.engines.vllm_engine.VLLMEngine`
+            per rank; weights pushed after every step) or ``"vllm_server"`` (a separate server, below).
+            Used by the ``dapo`` recipe stage.
         transformers_generation_batch_size (`int`, defaults to `64`): Sequences per ``generate`` call of the
             transformers engine.
         vllm_tensor_parallel_size (`int`, defaults to `1`), vllm_gpu_memory_utilization (`float`, defaults to `0.3`):
             Colocated vLLM settings; the share of GPU memory left to training is ``1 - utilization``.
+        vllm_server_base_url (`str`), vllm_server_group_port (`int`), vllm_server_timeout (`float`): With
+            ``rollout_backend="vllm_server"``: a ``trl vllm-serve`` server on other GPUs generates, and
+            the main process streams the new weights to it after every step
+            (:class:`~medreason.engines.vllm_server_engine.VLLMServerEngine`).
         vllm_sleep_mode (`bool`, defaults to `False`): Put colocated vLLM to sleep (weights offloaded, KV
             cache freed) while the policy trains, and wake it before the weight push; frees vLLM's share
             of GPU memory for the update (CUDA only).
@@ -103,7 +110,9 @@ class DAPOConfig(TrainingArguments):
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; 1.0 disables it."})
     top_k: int = field(default=-1, metadata={"help": "Top-k cut-off; -1 disables it."})
-    rollout_backend: str = field(default="transformers", metadata={"help": "'transformers' or 'vllm' (colocated)."})
+    rollout_backend: str = field(
+        default="transformers", metadata={"help": "'transformers', 'vllm' (colocated) or 'vllm_server'."}
+    )
     transformers_generation_batch_size: int = field(
         default=64, metadata={"help": "Sequences per generate() call of the transformers engine."}
     )
@@ -114,6 +123,11 @@ class DAPOConfig(TrainingArguments):
     vllm_sleep_mode: bool = field(
         default=False, metadata={"help": "Sleep colocated vLLM while the policy trains (CUDA only)."}
     )
+    vllm_server_base_url: str = field(
+        default="http://127.0.0.1:8000", metadata={"help": "Server mode: the trl vllm-serve server's root URL."}
+    )
+    vllm_server_group_port: int = field(default=51216, metadata={"help": "Server mode: NCCL weight-update port."})
+    vllm_server_timeout: float = field(default=240.0, metadata={"help": "Server mode: seconds to wait for the server."})
 
     train_prompt_batch_size: int = field(default=512, metadata={"help": "Prompt groups per training step."})
     gen_prompt_batch_size: int = field(default=1536, metadata={"help": "Prompts per generation round."})
@@ -162,8 +176,8 @@ class DAPOConfig(TrainingArguments):
         for name in ("save_steps", "logging_steps"):
             if getattr(self, name) < 1 or getattr(self, name) != int(getattr(self, name)):
                 raise ValueError(f"{name} must be a whole number of training steps >= 1 for DAPO, got {getattr(self, name)}.")
-        if self.rollout_backend not in ("transformers", "vllm"):
-            raise ValueError(f"rollout_backend must be 'transformers' or 'vllm', got {self.rollout_backend!r}.")
+        if self.rollout_backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"rollout_backend must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}.")
         if self.train_prompt_batch_size % self.mini_batch_size != 0:
             raise ValueError(
                 f"train_prompt_batch_size ({self.train_prompt_batch_size}) must be a multiple of mini_batch_size "

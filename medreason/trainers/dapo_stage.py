@@ -55,13 +55,21 @@ def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str
 def rollout_engine(args: DAPOConfig, model_path: str) -> GenerationEngine | None:
     """The engine ``args.rollout_backend`` asks for; ``None`` lets the trainer sample from its live policy.
 
-    With ``"vllm"`` every rank runs its own colocated engine on its GPU (the trainer shards prompts over
+    With ``"vllm_server"`` every rank generates through one ``trl vllm-serve`` server and the main
+    process streams the weights to it. With ``"vllm"`` every rank runs its own colocated engine on its GPU (the trainer shards prompts over
     ranks) and the trainer pushes the policy's weights into it after each step. Under a multi-process
     launch vLLM must join the launcher's process group rather than spawn workers: TRL's colocate mode
     passes ``distributed_executor_backend="external_launcher"`` for this, and so do we.
     """
     if args.rollout_backend == "transformers":
         return None
+    if args.rollout_backend == "vllm_server":
+        from medreason.engines.vllm_server_engine import VLLMServerEngine
+
+        return VLLMServerEngine(
+            model_path, base_url=args.vllm_server_base_url, group_port=args.vllm_server_group_port,
+            connection_timeout=args.vllm_server_timeout,
+        )
     from medreason.engines.vllm_engine import VLLMEngine  # vLLM is optional
 
     launched = PartialState().num_processes > 1
