@@ -2,7 +2,7 @@
 
 Every request goes the full production path: :class:`~medreason.synth.runner.SynthRunner` (cache
 lookup, thread pool, append + flush of each answer to the JSONL cache, strict parsing) →
-:class:`~medreason.engines.openai_engine.OpenAIEngine` (httpx) → :class:`~medreason.synth.fake_server.FakeLLMServer`
+:class:`~medreason.engines.openai_engine.OpenAIEngine` (httpx) → :class:`~medreason.testing.openai_server.FakeLLMServer`
 (started as a separate process on 127.0.0.1), which sleeps ``--latency`` seconds per request. The ideal is ``concurrency / latency`` requests/s
 (320/s at 64 × 200 ms); the efficiency column is the measured share of it.
 
@@ -64,7 +64,7 @@ def main() -> None:
     rows = []
     # the server runs in its own process, so its request handling does not compete for this one's GIL
     server = subprocess.Popen(
-        [sys.executable, "-m", "medreason.synth.fake_server", "--latency", str(args.latency)],
+        [sys.executable, "-m", "medreason.testing.openai_server", "--latency", str(args.latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -31,7 +31,7 @@ so ``3 + 3k + ck`` calls per text, where ``k`` ≤ 1 is the share of texts that 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,18 +260,17 @@ def run_finemed(
         ),
     )
 
+    def instruction_calls(template: str, ids: Iterable[str]) -> list[Call]:
+        """One call per instruction id, showing the instruction with the text it was written from."""
+        return [
+            Call(qid, templates[template].messages(instruction=questions[qid], text=text_of[qid.rsplit("#", 1)[0]]))
+            for qid in ids
+        ]
+
     answers = runner.run(
         "answers",
         roles["common"],
-        [
-            Call(
-                qid,
-                templates["answers"].messages(
-                    instruction=questions[qid], text=text_of[qid.rsplit("#", 1)[0]]
-                ),
-            )
-            for qid in selected
-        ],
+        instruction_calls("answers", selected),
         lambda completions, call: parse_answer_pair(completions[0]),
     )
     chosen = _choose_answers(runner, settings, questions, answers)
@@ -279,15 +278,7 @@ def run_finemed(
     long_form = runner.run(
         "long_form",
         roles["complex"],
-        [
-            Call(
-                qid,
-                templates["long_form"].messages(
-                    instruction=questions[qid], text=text_of[qid.rsplit("#", 1)[0]]
-                ),
-            )
-            for qid in complex_ids
-        ],
+        instruction_calls("long_form", complex_ids),
         lambda completions, call: parse_long_form(completions[0]),
     )
 

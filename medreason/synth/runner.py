@@ -257,7 +257,7 @@ class SynthRunner:
 
     >>> import tempfile
     >>> from medreason.engines import build_engine
-    >>> from medreason.synth.fake_server import FakeLLMServer
+    >>> from medreason.testing.openai_server import FakeLLMServer
     >>> from medreason.synth.parsing import parse_text
     >>> with FakeLLMServer(lambda body, index: "Graves disease") as server:
     ...     engine = build_engine("openai", model="fake", base_url=server.base_url)

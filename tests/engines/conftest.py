@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from medreason.testing.openai_server import send_json
+
 
 def default_reply(body: dict[str, Any], index: int) -> str:
     return "<think>Considering each option.</think>\nThe answer is \\boxed{A}."
@@ -47,14 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload, headers)
 
     def do_POST(self) -> None:
         server = self.server

@@ -124,32 +124,16 @@ def test_interrupted_run_resumes_and_torn_lines_are_regenerated(data_dir, tmp_pa
         return "\\boxed{B}"
 
     engine = scripted_engine(crash_on_second_call)
+    run = dict(benchmarks=["medqa"], data_dir=data_dir, limit=5, sampling=FAST, output_dir=tmp_path, chunk_size=2,
+               progress=False)
     with pytest.raises(Crash):
-        evaluate(
-            engine=engine,
-            benchmarks=["medqa"],
-            data_dir=data_dir,
-            limit=5,
-            sampling=FAST,
-            output_dir=tmp_path,
-            chunk_size=2,
-            progress=False,
-        )
+        evaluate(engine=engine, **run)
     cache_file = tmp_path / "generations" / "scripted" / "medqa.jsonl"
     assert len(cache_file.read_text().splitlines()) == 2  # the first chunk survived the crash
     with cache_file.open("a") as handle:
         handle.write('{"model": "scripted", "benchmark": "medqa", "id": "medqa-test-0000')  # a torn write
     resumed = scripted_engine(lambda prompt, index: "\\boxed{B}")
-    evaluate(
-        engine=resumed,
-        benchmarks=["medqa"],
-        data_dir=data_dir,
-        limit=5,
-        sampling=FAST,
-        output_dir=tmp_path,
-        chunk_size=2,
-        progress=False,
-    )
+    evaluate(engine=resumed, **run)
     assert len(resumed.prompts) == 3
 
 

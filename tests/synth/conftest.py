@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medreason.synth.fake_server import FakeLLMServer
+from medreason.testing.openai_server import FakeLLMServer
 
 from .fake_llm import FakeLLM
 

@@ -19,13 +19,13 @@ import threading
 from collections import Counter
 from typing import Any
 
-from medreason.synth.fake_server import Fault, prompt_of
+from medreason.testing.openai_server import Fault, prompt_of
 
 GARBAGE = "Sure! Here is what you asked for, more or less."
 
 
 class FakeLLM:
-    """The responder of :class:`~medreason.synth.fake_server.FakeLLMServer`; counts requests per call."""
+    """The responder of :class:`~medreason.testing.openai_server.FakeLLMServer`; counts requests per call."""
 
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()

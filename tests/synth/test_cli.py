@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from medreason.config import config_dir
-from medreason.synth.fake_server import FakeLLMServer
 from medreason.synth.run import compose_config
+from medreason.testing.openai_server import FakeLLMServer
 
 from .conftest import read_jsonl, write_jsonl
 from .fake_llm import FakeLLM

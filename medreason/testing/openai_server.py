@@ -105,6 +105,20 @@ class FakeLLMServer(ThreadingHTTPServer):
             self._thread.join(timeout=5)
 
 
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    """Answer the request ``handler`` serves with ``payload`` as JSON (for test servers)."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: FakeLLMServer
     protocol_version = "HTTP/1.1"
@@ -113,14 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload, headers)
 
     def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
         server = self.server
@@ -173,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m medreason.synth.fake_server [--latency S] [--reply TEXT]``: serve until killed.
+    """``python -m medreason.testing.openai_server [--latency S] [--reply TEXT]``: serve until killed.
 
     Prints the base URL on its first line, e.g. for a benchmark run in a separate process (so the
     server's request handling does not share the client's interpreter lock).
