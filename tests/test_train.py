@@ -36,7 +36,7 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     assert curation["dropped"] and curation["kept"] < curation["input"]  # benchmark copies removed
     sft_all = summary["sft_all"]["metrics"]
     assert sft_all["num_eval_records"] + sft_all["num_train_records"] == curation["kept"]
-    assert len(sft_all["eval_losses"]) == 3
+    assert len(sft_all["eval_losses"]) == 40
     assert sft_all["eval_losses"][-1] < sft_all["eval_losses"][0]
     assert 0 < summary["sft_endocrinology"]["metrics"]["num_train_records"] < curation["kept"]
     assert summary["dpo"]["started_from"] == str(tmp_path / "sft_endocrinology" / "final")
@@ -52,7 +52,7 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     table = (tmp_path / "eval" / "results.md").read_text()
     assert "Tiny MCQ" in table and "+ttt-full-" in table and "Δ TTT (points)" in table
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
-    assert "learning_rate: 0.003" in (tmp_path / "config.yaml").read_text()
+    assert "learning_rate: 0.01" in (tmp_path / "config.yaml").read_text()
     assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
 
 
