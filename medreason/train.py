@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import hydra
@@ -49,6 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     names = stage_names(cfg)
     finals: dict[str, Path] = {}
     starts: dict[str, str] = {}
+    seconds: dict[str, float] = {}
     for name in selected_stages(cfg):
         stage = cfg.stages[name]
         stage_dir = output_dir / name
@@ -72,11 +74,16 @@ def run(cfg: DictConfig) -> dict[str, Path]:
             output_dir=stage_dir, resume=bool(cfg.resume), seed=cfg.seed, run_cfg=cfg,
         )
         logger.info("Stage %r (%s) starting from %s", name, stage.kind, start)
+        started = time.perf_counter()
         finals[name] = STAGE_KINDS[stage.kind].load_runner()(context)
-        logger.info("Stage %r done: %s", name, finals[name])
+        seconds[name] = round(time.perf_counter() - started, 2)
+        logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
-        summary = {name: {"started_from": starts.get(name), **(read_completion_marker(output_dir / name) or {})}
-                   for name in names}
+        summary = {
+            name: {"started_from": starts.get(name), "seconds": seconds.get(name),
+                   **(read_completion_marker(output_dir / name) or {})}
+            for name in names
+        }
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         logger.info("Run finished; summary in %s", output_dir / "summary.json")
     return finals

