@@ -63,7 +63,7 @@ DATA_FIELDS = (
 )
 SETTINGS_BLOCKS = tuple(sorted({kind.block for kind in STAGE_KINDS.values()}))
 """Stage keys that hold a kind's settings (each kind uses one of them)."""
-STAGE_FIELDS = ("kind", "data", "init_from", *SETTINGS_BLOCKS)
+STAGE_FIELDS = ("kind", "data", "init_from", "reference_from", *SETTINGS_BLOCKS)
 
 
 class RecipeError(ValueError):
@@ -145,7 +145,11 @@ def _is_unset(node: DictConfig, key: str) -> bool:
 
 
 def merged_trainer_args(cfg: DictConfig, name: str) -> dict[str, Any]:
-    """A stage's trainer arguments: its own block, then the run-wide non-null ``trainer`` overrides."""
+    """A stage's trainer arguments: its own block, then the run-wide non-null ``trainer`` overrides
+    that the stage's kind has (``trainer.max_length`` reaches SFT and DPO stages, not DAPO's)."""
     own = OmegaConf.to_container(cfg.stages[name].get("trainer") or {}, resolve=True)
-    overrides = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    valid = STAGE_KINDS[cfg.stages[name].kind].fields()
+    overrides = {
+        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None and k in valid
+    }
     return {**own, **overrides}

@@ -2,14 +2,17 @@
 
 A recipe is an ordered list of stages (``sft → dapo``, ``sft_all → … → dpo``). The runner in
 :mod:`medreason.train` resolves where each stage starts from and where it writes, then calls the
-stage kind's ``run_<kind>_stage(context)``. Every stage writes its result model (and tokenizer) to
-``context.final_dir`` and a ``stage_complete.json`` marker last, so a rerun with ``resume=true`` skips
-finished stages and the next stage starts from ``final_dir``.
+stage kind's ``run_<kind>_stage(context)``. Training stages write their model (and tokenizer) to
+``context.final_dir``; data and evaluation stages write their outputs and hand on the model they were
+given. Every stage writes a ``stage_complete.json`` marker last, naming the model the next stage
+starts from, so a rerun with ``resume=true`` skips finished stages.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 COMPLETE_MARKER = "stage_complete.json"
+FAILED_NOTE = "stage_failed.txt"
 
 
 @dataclass
@@ -25,10 +29,12 @@ class StageContext:
 
     Args:
         name: The stage's name in the recipe (``sft_internal_medicine``).
-        kind: Which trainer runs it (``sft``, ``dpo``, ``dapo``, ``ttt``, ``eval``).
-        cfg: The stage's own config block, with the run-wide ``trainer`` defaults merged under it.
-        model_path: Hub id or local directory the stage starts from (the previous stage's ``final_dir``).
-        reference_path: The model a stage compares against (DPO's reference); ``None`` for most stages.
+        kind: What runs it (``sft``, ``dpo``, ``dapo``, ``eval``, ``curate``, ``synth``).
+        cfg: The stage's own config block as the recipe wrote it; training stages merge the run-wide
+            ``trainer`` overrides over it with :func:`medreason.recipe.merged_trainer_args`.
+        model_path: Hub id or local directory the stage starts from (the model the previous stage handed on).
+        reference_path: The model a stage compares against (DPO's reference): the stage's
+            ``reference_from`` key, else ``model_path``.
         output_dir: The stage's directory: checkpoints, metrics and ``final/`` go here.
         resume: Continue from the last checkpoint in ``output_dir`` when there is one.
         seed: Run-wide seed.
@@ -73,3 +79,33 @@ def read_completion_marker(output_dir: Path) -> dict[str, Any] | None:
     """The marker a finished stage wrote to ``output_dir``, or ``None`` if it has not finished."""
     path = output_dir / COMPLETE_MARKER
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_on_main_process(context: StageContext, work: Callable[[], dict[str, Any]], poll_seconds: float = 10.0) -> Path:
+    """Run ``work`` on the main process only, mark the stage complete, and hand on ``context.model_path``.
+
+    For stages that measure or make data (eval, curate, synth): one process drives the engine (vLLM
+    shards the model itself). The other ranks do not sit in an NCCL barrier, whose timeout would kill
+    an evaluation that runs for hours: they poll for the completion marker (or a failure note) in the
+    stage directory, which must be on storage every node sees, like the rest of ``output_dir``.
+
+    Raises:
+        RuntimeError: on the other ranks, when the main process failed.
+    """
+    from accelerate import PartialState
+
+    failed = context.output_dir / FAILED_NOTE  # the runner removes a stale one before the stage starts
+    if PartialState().is_main_process:
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            metrics = work()
+        except BaseException as error:
+            failed.write_text(f"{type(error).__name__}: {error}")
+            raise
+        mark_stage_complete(context, metrics, final_dir=Path(context.model_path))
+    else:
+        while read_completion_marker(context.output_dir) is None:
+            if failed.is_file():
+                raise RuntimeError(f"stage {context.name!r} failed on the main process: {failed.read_text()}")
+            time.sleep(poll_seconds)
+    return Path(context.model_path)

@@ -25,7 +25,7 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 
 from medreason.config import config_dir
 from medreason.recipe import STAGE_KINDS, RecipeError, selected_stages, stage_names, validate_run_config
-from medreason.stage_context import StageContext, read_completion_marker
+from medreason.stage_context import FAILED_NOTE, StageContext, read_completion_marker
 from medreason.utils.logging import configure_logging, get_logger
 
 logger = get_logger(__name__)
@@ -66,11 +66,19 @@ def run(cfg: DictConfig) -> dict[str, Path]:
             logger.info("Stage %r already finished; skipping (resume=true)", name)
             finals[name] = Path(marker["final_dir"])
             continue
-        if cfg.overwrite and stage_dir.exists() and state.is_main_process:
-            shutil.rmtree(stage_dir)
+        if marker is None and any(stage_dir.glob("checkpoint-*")) and not (cfg.resume or cfg.overwrite):
+            raise RecipeError(
+                f"Stage {name!r} has checkpoints of an unfinished run in {stage_dir}. Pass resume=true to "
+                "continue it, overwrite=true to start over, or choose another output_dir."
+            )
+        if state.is_main_process:
+            if cfg.overwrite and stage_dir.exists():
+                shutil.rmtree(stage_dir)
+            (stage_dir / FAILED_NOTE).unlink(missing_ok=True)
         state.wait_for_everyone()
         context = StageContext(
-            name=name, kind=stage.kind, cfg=stage, model_path=str(start), reference_path=str(start),
+            name=name, kind=stage.kind, cfg=stage, model_path=str(start),
+            reference_path=str(stage.get("reference_from") or start),
             output_dir=stage_dir, resume=bool(cfg.resume), seed=cfg.seed, run_cfg=cfg,
         )
         logger.info("Stage %r (%s) starting from %s", name, stage.kind, start)

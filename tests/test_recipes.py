@@ -139,6 +139,19 @@ def test_run_wide_trainer_overrides_reach_every_stage_and_stage_selects_one():
     assert merged_trainer_args(load("tiny", "stages.sft_all.trainer.num_train_epochs=9"), "sft_all")["num_train_epochs"] == 9
 
 
+def test_run_wide_overrides_reach_only_the_stage_kinds_that_have_the_field():
+    cfg = load("ii_medical_8b", "trainer.max_length=8192", "trainer.learning_rate=2e-6")
+    validate_run_config(cfg)
+    assert merged_trainer_args(cfg, "sft")["max_length"] == 8192
+    assert "max_length" not in merged_trainer_args(cfg, "dapo")  # DAPO has max_prompt/completion_length
+    assert merged_trainer_args(cfg, "dapo")["learning_rate"] == 2e-6
+
+
+def test_eval_stages_take_local_benchmark_files():
+    cfg = load("ii_medical_8b", "stage=eval", "+stages.eval.evaluate.benchmark_paths.lancet=/data/lancet.jsonl")
+    validate_run_config(cfg)
+
+
 def test_config_errors_name_the_field_and_the_fix():
     with pytest.raises(RecipeError, match="not a stage of this recipe"):
         validate_run_config(load("tiny", "stage=ttt"))

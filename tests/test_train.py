@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +92,24 @@ def test_init_from_overrides_the_previous_stage(tmp_path, tiny_model_dir):
         "stages.sft_endocrinology.data.path=null", "stages.sft_endocrinology.data.builtin=tiny",
     ))
     assert (finals["sft_endocrinology"] / "model.safetensors").is_file()
+
+
+def test_an_unfinished_stage_is_not_trained_over_without_resume_or_overwrite(tmp_path):
+    (tmp_path / "synth" / "checkpoint-4").mkdir(parents=True)
+    with pytest.raises(RecipeError, match="checkpoints of an unfinished run .* Pass resume=true"):
+        run(tiny_cfg(tmp_path, "stage=synth"))
+
+
+def test_a_failing_main_process_stage_leaves_a_note_for_the_other_ranks(tmp_path):
+    from medreason.stage_context import FAILED_NOTE, StageContext, run_on_main_process
+
+    context = StageContext("eval", "eval", None, "model", "model", tmp_path / "eval", False, 0, None)
+
+    def broken():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        run_on_main_process(context, broken)
+    assert (tmp_path / "eval" / FAILED_NOTE).read_text() == "OSError: disk full"
+    assert run_on_main_process(context, lambda: {"ok": 1}) == Path("model")
+    assert json.loads((tmp_path / "eval" / "stage_complete.json").read_text())["final_dir"] == "model"

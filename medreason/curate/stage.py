@@ -11,12 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from omegaconf import OmegaConf
 
 from medreason.curate.commands import curate
-from medreason.stage_context import StageContext, mark_stage_complete
-from medreason.testing.tiny_data import tiny_benchmark_records, tiny_records
+from medreason.stage_context import StageContext, run_on_main_process
+from medreason.testing.tiny_data import tiny_records, write_tiny_benchmark
 from medreason.utils.jsonl import write_jsonl
 
 
@@ -47,23 +46,20 @@ class CurateStageConfig:
 
 
 def run_curate_stage(context: StageContext) -> Path:
-    """Curate into ``context.output_dir``; return the model the stage was given."""
+    """Curate into ``context.output_dir`` on the main process; return the model the stage was given."""
     config = CurateStageConfig(**OmegaConf.to_container(context.cfg.curate, resolve=True))
-    state = PartialState()
-    if state.is_main_process:
-        context.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def work() -> dict[str, Any]:
         if config.builtin == "tiny":
             fields = ("id", "question", "cot", "response", "department", "subdepartment")
             config.input = str(context.output_dir / "raw.jsonl")
-            config.benchmarks = str(context.output_dir / "tiny_mcq.jsonl")
             write_jsonl(config.input, [{k: r[k] for k in fields} for r in tiny_records()])
-            write_jsonl(config.benchmarks, tiny_benchmark_records())
+            config.benchmarks = str(write_tiny_benchmark(context.output_dir))
         settings = {k: v for k, v in asdict(config).items() if k != "builtin" and v is not None}
         summaries = curate({**settings, "output": str(context.output_dir)})
-        metrics = {
+        return {
             "curated": str(context.output_dir / "curated.jsonl"),
             "steps": {s.name: {"input": s.input, "kept": s.kept, "dropped": s.dropped} for s in summaries},
         }
-        mark_stage_complete(context, metrics, final_dir=Path(context.model_path))
-    state.wait_for_everyone()
-    return Path(context.model_path)
+
+    return run_on_main_process(context, work)

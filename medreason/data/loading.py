@@ -7,6 +7,7 @@ random subset) logs how many records each rule dropped; nothing is dropped silen
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ def from_memory(data: Any, source: str = "train_dataset") -> RecordSet:
 def load_records(
     path: str, split: str = "train", column_map: Mapping[str, str] | None = None
 ) -> RecordSet:
-    """Read records from a ``.jsonl``/``.json`` file, a ``.parquet`` file, or a ``datasets`` id/directory
+    """Read records from a ``.jsonl`` file, a ``.json`` file (JSON Lines or one array of records), a
+    ``.parquet`` file, or a ``datasets`` id/directory
     (hub id, ``load_dataset`` directory, or ``save_to_disk`` output).
 
     Args:
@@ -70,7 +72,14 @@ def load_records(
         RecordError: a JSONL line that is not a JSON object.
     """
     local = Path(path)
-    if local.suffix in (".jsonl", ".json"):
+    text = local.read_text(encoding="utf-8") if local.suffix == ".json" and local.is_file() else ""
+    if text.lstrip().startswith("["):
+        records = json.loads(text)  # a JSON array of records
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise RecordError(str(local), f"index {bad}", None, f"expected a JSON object, got {type(records[bad]).__name__}.")
+        record_set = RecordSet(str(local), records, [f"index {i}" for i in range(len(records))])
+    elif local.suffix in (".jsonl", ".json"):
         positions, records = [], []
         for line_number, record in read_jsonl(local):
             positions.append(f"line {line_number}")

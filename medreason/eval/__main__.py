@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from medreason.config import config_dir
 from medreason.engines import SamplingParams
 from medreason.eval.prompts import PromptTemplate
-from medreason.eval.runner import evaluate
+from medreason.eval.runner import evaluate_and_report
 from medreason.utils.logging import configure_logging, get_logger
 
 logger = get_logger(__name__)
@@ -73,18 +73,9 @@ def main(cfg: DictConfig) -> None:
         output_dir=cfg.output_dir,
         chunk_size=cfg.chunk_size,
     )
-    if cfg.get("ttt"):
-        from medreason.ttt.cli import evaluate_from_config, side_by_side_table
-
-        ttt = OmegaConf.to_container(cfg.ttt, resolve=True)
-        without, results = evaluate_from_config(_model_path(cfg), cfg.suite, ttt, **common)
-        table = side_by_side_table(without, results)
-    else:
-        results = evaluate(_model_path(cfg), suite=cfg.suite, **common)
-        table = results.table()
-    (Path(results.output_dir) / "results.md").write_text(table + "\n", encoding="utf-8")
-    plot = results.plot(Path(results.output_dir) / "results.png")
-    logger.info("Wrote %s, results.md and results.json to %s.", plot.name, results.output_dir)
+    ttt = OmegaConf.to_container(cfg.ttt, resolve=True) if cfg.get("ttt") else None
+    results, table, _ = evaluate_and_report(_model_path(cfg), cfg.suite, ttt, **common)
+    logger.info("Wrote results.png, results.md and results.json to %s.", results.output_dir)
     sys.stdout.write(table + "\n")
 
 

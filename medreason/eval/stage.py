@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from omegaconf import OmegaConf
 
 from medreason.engines import SamplingParams
 from medreason.eval.benchmarks import Benchmark
-from medreason.eval.runner import evaluate
-from medreason.stage_context import StageContext, mark_stage_complete
-from medreason.testing.tiny_data import tiny_benchmark_records
-from medreason.utils.jsonl import write_jsonl
+from medreason.eval.runner import evaluate_and_report
+from medreason.stage_context import StageContext, run_on_main_process
+from medreason.testing.tiny_data import write_tiny_benchmark
 
 
 @dataclass
@@ -37,6 +35,8 @@ class EvalStageConfig:
         backend: ``transformers``, ``vllm`` or ``openai``; ``engine_kwargs`` go to its constructor.
         temperature / top_p / max_tokens / n / seed: Sampling (default: the II-Medical cards' 0.6 / 0.9).
         greedy: Temperature 0 instead.
+        benchmark_paths: Benchmark name → a local file (Lancet, NEJM, GPQA-medical, MedBullets-5 and
+            MedXpertQA are not public downloads).
         ttt: Test-time training settings (``corpus_path`` + :class:`medreason.ttt.TTTConfig` fields,
             ``conf/ttt/*.yaml``): evaluate without and with TTT and report both (FineMedLM-o1).
     """
@@ -56,6 +56,7 @@ class EvalStageConfig:
     seed: int = 0
     greedy: bool = False
     ttt: dict[str, Any] | None = None
+    benchmark_paths: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.ttt:
@@ -69,16 +70,15 @@ class EvalStageConfig:
 
 
 def run_eval_stage(context: StageContext) -> Path:
-    """Evaluate ``context.model_path``; return it as the model the next stage starts from."""
+    """Evaluate ``context.model_path`` on the main process; return it as the model the next stage starts from."""
     config = EvalStageConfig(**OmegaConf.to_container(context.cfg.evaluate, resolve=True))
-    state = PartialState()
-    if state.is_main_process:  # one process drives the engine (vLLM shards the model itself)
-        context.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def work() -> dict[str, Any]:
         benchmarks: list[str | Benchmark] = list(config.benchmarks)
         if config.builtin == "tiny":
-            path = context.output_dir / "tiny_mcq.jsonl"
-            write_jsonl(path, tiny_benchmark_records())
-            benchmarks.append(Benchmark(name="tiny_mcq", title="Tiny MCQ", path=str(path)))
+            benchmarks.append(
+                Benchmark(name="tiny_mcq", title="Tiny MCQ", path=str(write_tiny_benchmark(context.output_dir)))
+            )
         common = dict(
             benchmarks=benchmarks,
             backend=config.backend,
@@ -87,22 +87,14 @@ def run_eval_stage(context: StageContext) -> Path:
                                     max_tokens=config.max_tokens, n=config.n, seed=config.seed),
             greedy=config.greedy,
             data_dir=config.data_dir,
+            benchmark_paths=config.benchmark_paths,
             limit=config.limit,
             skip_missing=config.skip_missing,
             output_dir=context.output_dir,
         )
-        if config.ttt:
-            from medreason.ttt.cli import evaluate_from_config, side_by_side_table
+        results, _, metrics = evaluate_and_report(
+            context.model_path, config.suite, config.ttt, context.output_dir, **common
+        )
+        return {**metrics, "accuracies": results.accuracies, "average": results.average, "results": results.output_dir}
 
-            without, results = evaluate_from_config(context.model_path, config.suite, config.ttt, **common)
-            table = side_by_side_table(without, results)
-            metrics = {"accuracies_without_ttt": without.accuracies, "average_without_ttt": without.average}
-        else:
-            results = evaluate(model=context.model_path, suite=config.suite, **common)
-            table, metrics = results.table(), {}
-        (context.output_dir / "results.md").write_text(table + "\n")
-        results.plot(context.output_dir / "results.png")
-        metrics.update(accuracies=results.accuracies, average=results.average, results=results.output_dir)
-        mark_stage_complete(context, metrics, final_dir=Path(context.model_path))
-    state.wait_for_everyone()
-    return Path(context.model_path)
+    return run_on_main_process(context, work)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from accelerate import PartialState
 from omegaconf import OmegaConf
 
-from medreason.stage_context import StageContext, mark_stage_complete
+from medreason.stage_context import StageContext, run_on_main_process
 from medreason.synth.run import PIPELINES, compose_config, run_pipeline
 from medreason.testing.tiny_data import tiny_records
 from medreason.utils.jsonl import write_jsonl
@@ -48,9 +48,8 @@ class SynthStageConfig:
 def run_synth_stage(context: StageContext) -> Path:
     """Run the pipeline into ``context.output_dir`` with ``context.model_path`` as every role's model."""
     config = SynthStageConfig(**OmegaConf.to_container(context.cfg.synth, resolve=True))
-    state = PartialState()
-    if state.is_main_process:
-        context.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def work() -> dict[str, Any]:
         source = config.input
         if config.builtin == "tiny":
             source = str(context.output_dir / "questions.jsonl")
@@ -62,7 +61,6 @@ def run_synth_stage(context: StageContext) -> Path:
             f"model={context.model_path}", f"backend={config.backend}", *config.overrides,
         ])
         report = run_pipeline(cfg)
-        mark_stage_complete(context, {"counts": report["counts"], "files": report["files"]},
-                            final_dir=Path(context.model_path))
-    state.wait_for_everyone()
-    return Path(context.model_path)
+        return {"counts": report["counts"], "files": report["files"]}
+
+    return run_on_main_process(context, work)

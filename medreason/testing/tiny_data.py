@@ -9,6 +9,7 @@ The facts are simplified textbook associations, good enough to give a tiny model
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 from medreason.data.chat_templates import format_reasoning
@@ -147,3 +148,12 @@ def tiny_benchmark_records(num_records: int = 24, seed: int = 1) -> list[dict[st
         }
         for index, record in enumerate(tiny_records(num_records, seed))
     ]
+
+
+def write_tiny_benchmark(directory: Path) -> Path:
+    """Write :func:`tiny_benchmark_records` to ``directory/tiny_mcq.jsonl`` and return the path."""
+    from medreason.utils.jsonl import write_jsonl
+
+    path = Path(directory) / "tiny_mcq.jsonl"
+    write_jsonl(path, tiny_benchmark_records())
+    return path

@@ -102,9 +102,6 @@ class CurriculumSFTTrainer:
         self.records: RecordSet = from_memory(train_dataset)
         self.converter = RecordConverter(args.data_format, args.data_target, args.system_prompt)
         self.peft_config, self.callbacks = peft_config, callbacks or []
-        # Under ZeRO-3/FSDP the trained model is sharded: reload the saved stage result instead of
-        # reusing the wrapped object, so every stage starts from a plain, full model.
-        self._reload_between_stages = bool(args.deepspeed or args.fsdp)
 
     def train(self, resume_from_checkpoint: bool = False) -> list[StageResult]:
         """Train every stage in order and return their results.
@@ -164,7 +161,10 @@ class CurriculumSFTTrainer:
             stage, trainer, train_output.metrics, len(trainer.train_dataset), len(trainer.eval_dataset or [])
         )
         final_dir = save_stage_result(trainer, stage_dir, stage.name, "sft", metrics, self.processing_class)
-        self.model = self._load_stage_model(final_dir) if self._reload_between_stages else trainer.model
+        # Under DeepSpeed or FSDP (from the trainer arguments or the accelerate launch config) the trained
+        # model is sharded: reload the saved result so the next stage starts from a plain, full model.
+        sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+        self.model = self._load_stage_model(final_dir) if sharded else trainer.model
         return StageResult(stage.name, final_dir, metrics)
 
     def _stage_args(self, stage: SFTStage, stage_dir: Path, validate: bool) -> SFTConfig:

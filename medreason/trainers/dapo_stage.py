@@ -104,9 +104,14 @@ def run_dapo_stage(context: StageContext) -> Path:
     )
     template = PromptTemplate(system=data.get("system_prompt"))
     rows = mcq_prompts(record_set.records, record_set.positions, record_set.source, template)
-    trainer = DAPOTrainer(model, args, rows, processing_class=tokenizer, engine=rollout_engine(args, context.model_path))
-    metrics = trainer.train(resume_from_checkpoint=bool(context.resume))
-    trainer.save_model(context.final_dir)
-    if trainer.accelerator.is_main_process:
-        mark_stage_complete(context, {"global_step": trainer.global_step, **metrics})
+    engine = rollout_engine(args, context.model_path)
+    try:
+        trainer = DAPOTrainer(model, args, rows, processing_class=tokenizer, engine=engine)
+        metrics = trainer.train(resume_from_checkpoint=bool(context.resume))
+        trainer.save_model(context.final_dir)
+        if trainer.accelerator.is_main_process:
+            mark_stage_complete(context, {"global_step": trainer.global_step, **metrics})
+    finally:
+        if engine is not None:  # colocated vLLM holds a share of every GPU the next stage wants back
+            engine.close()
     return context.final_dir

@@ -22,8 +22,7 @@ One training step (verl's DAPO recipe, ``recipe/dapo``):
 3. For each mini-batch of ``mini_batch_size`` groups: accumulate the clipped loss over token-budget
    micro-batches, each normalised by the mini-batch's global token count; clip gradients; step.
 4. Step the LR schedule, sync weights into the rollout engine, log, checkpoint.
-
-Launch: ``accelerate launch -m medreason.train +recipe=ii_medical_7b_preview stage=dapo``.
+Launch (DDP or FSDP2): ``accelerate launch -m medreason.train +recipe=ii_medical_7b_preview stage=dapo``.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from accelerate.utils import gather_object, set_seed
 from transformers import (
     AutoModelForCausalLM,
@@ -191,6 +190,8 @@ class DAPOTrainer:
             model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon, weight_decay=args.weight_decay,
         )
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # steps per backward; rank-0 gathers
+            raise ValueError("DAPOTrainer does not support DeepSpeed yet: launch the dapo stage with DDP or FSDP2.")
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.policy = self.accelerator.unwrap_model(self.model)
         if engine is None and args.rollout_backend != "transformers":

@@ -145,3 +145,13 @@ def test_real_huatuo_sft_records_convert(shared_data):
     pairs = record_set.convert(RecordConverter())
     assert len(pairs) == 198
     assert all(p["completion"][0]["content"].startswith("<think>\n") for p in pairs)
+
+
+def test_json_array_files_load_with_index_positions(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{"question": "Q", "cot": "c", "response": "A"}, {"instruction": "I", "response": "R"}]))
+    record_set = load_records(str(path))
+    assert record_set.positions == ["index 0", "index 1"] and len(record_set.convert(RecordConverter())) == 2
+    path.write_text("[1]")
+    with pytest.raises(RecordError, match="index 0: expected a JSON object, got int"):
+        load_records(str(path))
