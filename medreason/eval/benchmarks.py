@@ -286,10 +286,12 @@ def _rows(benchmark: Benchmark, source: str) -> Iterator[tuple[str, dict[str, An
         yield f"index {index}", row
 
 
-def _to_record(
+def to_eval_record(
     row: Mapping[str, Any], benchmark: Benchmark, source: str, position: str, index: int
 ) -> EvalRecord:
-    """Map a raw row to an :class:`EvalRecord`, raising :class:`RecordError` on any problem."""
+    """Map a raw row to an :class:`EvalRecord` through ``benchmark.columns``, raising :class:`RecordError`
+    (naming ``source``, ``position`` and the column) on any problem. Options may be a mapping or a list
+    (lettered A, B, ...); the answer a letter or a 0-based index."""
     column = {key: benchmark.columns.get(key, key) for key in ("id", "question", "options", "answer")}
 
     def fail(key: str, problem: str) -> RecordError:
@@ -343,7 +345,7 @@ def load_records(
     for index, (position, row) in enumerate(_rows(benchmark, source)):
         if any(row.get(key) != value for key, value in benchmark.where.items()):
             continue
-        record = _to_record(row, benchmark, source, position, index)
+        record = to_eval_record(row, benchmark, source, position, index)
         if record.id in seen:
             raise RecordError(
                 source,

@@ -8,47 +8,40 @@ instruction), so the policy is trained on exactly the prompt format it is scored
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import PartialState
-from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
-from medreason.data.loading import select_records
 from medreason.engines.base import GenerationEngine
-from medreason.eval.benchmarks import EvalRecord
+from medreason.eval.benchmarks import Benchmark, to_eval_record
 from medreason.eval.prompts import PromptTemplate
 from medreason.recipe import merged_trainer_args
 from medreason.stage_context import StageContext, mark_stage_complete
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
-from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, stage_records
-from medreason.utils.jsonl import RecordError
+from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, selected_records
 
 
 def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str, template: PromptTemplate) -> list[dict[str, Any]]:
     """``{prompt, answer, options}`` rows for the trainer; the rewards read ``answer`` and ``options``.
 
+    Records are read exactly as evaluation reads benchmark files (:func:`medreason.eval.benchmarks.to_eval_record`).
+
     Raises:
-        RecordError: a record lacks a question, its options are not a mapping, or its answer is not an option.
+        RecordError: a record lacks a question, its options are not a mapping or list, or its answer is not an option.
     """
+    spec = Benchmark(name="rl_prompts", title="RL prompts", path=source)
     rows = []
-    for record, position in zip(records, positions, strict=True):
-        question, options, answer = record.get("question"), record.get("options"), record.get("answer")
-        if not isinstance(question, str) or not question.strip():
-            raise RecordError(source, position, "question", "expected a non-empty question text.")
-        if not isinstance(options, Mapping) or len(options) < 2:
-            raise RecordError(source, position, "options", f"expected a mapping of >= 2 options, got {options!r}.")
-        if answer not in options:
-            raise RecordError(source, position, "answer", f"answer {answer!r} is not one of the options {sorted(options)}.")
-        listed = "\n".join(f"{key}. {text}" for key, text in options.items())
-        question = question.strip().removesuffix(listed).rstrip()  # some records (tiny) list their options already
-        item = EvalRecord(str(record.get("id", position)), question, dict(options), answer)
-        rows.append({"prompt": template(item), "answer": answer, "options": dict(options)})
+    for index, (record, position) in enumerate(zip(records, positions, strict=True)):
+        item = to_eval_record(record, spec, source, position, index)
+        listed = "\n".join(f"{key}. {text}" for key, text in item.options.items())
+        item = replace(item, question=item.question.removesuffix(listed).rstrip())  # tiny records list options too
+        rows.append({"prompt": template(item), "answer": item.answer, "options": dict(item.options)})
     return rows
 
 
@@ -95,13 +88,7 @@ def run_dapo_stage(context: StageContext) -> Path:
     load_kwargs = {**model_init_kwargs(run_cfg.model), "dtype": torch.float32}
     model = AutoModelForCausalLM.from_pretrained(context.model_path, **load_kwargs)
     tokenizer = load_tokenizer(context.model_path, run_cfg.model.chat_template)
-    record_set = select_records(
-        stage_records(data, builtin={"tiny": tiny_records}),
-        OmegaConf.to_container(data.filter, resolve=True) if data.get("filter") else None,
-        data.get("max_samples"),
-        seed=context.seed,
-        stage=context.name,
-    )
+    record_set = selected_records(context, builtin={"tiny": tiny_records})
     template = PromptTemplate(system=data.get("system_prompt"))
     rows = mcq_prompts(record_set.records, record_set.positions, record_set.source, template)
     engine = rollout_engine(args, context.model_path)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
-from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
-from medreason.data.loading import select_records
 from medreason.data.preferences import to_preference_pair
 from medreason.recipe import merged_trainer_args
 from medreason.stage_context import StageContext
@@ -21,8 +19,8 @@ from medreason.trainers.stage_io import (
     model_init_kwargs,
     resume_checkpoint,
     save_stage_result,
+    selected_records,
     split_for_validation,
-    stage_records,
 )
 
 
@@ -30,16 +28,10 @@ def run_dpo_stage(context: StageContext) -> Path:
     """Train DPO from ``context.model_path`` against ``context.reference_path``; return the final model dir.
 
     The reference is the model the stage starts from (FineMedLM-o1: the long-form SFT model), held
-    as a frozen copy of the policy unless ``reference_path`` names a different model.
+    as a frozen copy of the policy, unless the stage's ``reference_from`` names a different model.
     """
     data = context.cfg.data
-    record_set = select_records(
-        stage_records(data, builtin={"tiny": tiny_preference_records}),
-        OmegaConf.to_container(data.filter, resolve=True) if data.filter else None,
-        data.max_samples,
-        seed=context.seed,
-        stage=context.name,
-    )
+    record_set = selected_records(context, builtin={"tiny": tiny_preference_records})
     for record, position in zip(record_set.records, record_set.positions, strict=True):
         to_preference_pair(record, record_set.source, position)  # fail here naming file and line
     fields = ("prompt", "question", "instruction", "chosen", "rejected")

@@ -12,8 +12,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from medreason.data.chat_templates import ensure_chat_template
-from medreason.data.loading import RecordSet, from_memory, load_records
-from medreason.stage_context import write_completion_marker
+from medreason.data.loading import RecordSet, from_memory, load_records, select_records
+from medreason.stage_context import StageContext, write_completion_marker
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -40,6 +40,18 @@ def stage_records(data_cfg: DictConfig, builtin: dict[str, Any]) -> RecordSet:
     if data_cfg.builtin is not None:
         return from_memory(builtin[data_cfg.builtin](), source=f"builtin:{data_cfg.builtin}")
     return load_records(data_cfg.path, split=data_cfg.split, column_map=dict(data_cfg.column_map or {}))
+
+
+def selected_records(context: StageContext, builtin: dict[str, Any]) -> RecordSet:
+    """The records of a stage's ``data`` block after its ``filter`` and ``max_samples`` (seeded)."""
+    data = context.cfg.data
+    return select_records(
+        stage_records(data, builtin),
+        OmegaConf.to_container(data.filter, resolve=True) if data.get("filter") else None,
+        data.get("max_samples"),
+        seed=context.seed,
+        stage=context.name,
+    )
 
 
 def resume_checkpoint(stage_dir: Path, resume: bool) -> str | None:
