@@ -46,15 +46,14 @@ def main() -> None:
         f"{args.batch_size}, torch threads={torch.get_num_threads()}, backend={args.backend}"
     )
 
+    def run_kmeans():
+        return kmeans(
+            points, args.clusters, seed=args.seed, iterations=args.iterations, batch_size=args.batch_size,
+            backend=args.backend,
+        )
+
     start, cpu = time.perf_counter(), time.process_time()
-    result = kmeans(
-        points,
-        args.clusters,
-        seed=args.seed,
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        backend=args.backend,
-    )
+    result = run_kmeans()
     fit, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
     start = time.perf_counter()
     nearest = nearest_to_centroids(result, per_cluster=10)
@@ -76,14 +75,7 @@ def main() -> None:
     )
 
     if args.check_determinism:
-        again = kmeans(
-            points,
-            args.clusters,
-            seed=args.seed,
-            iterations=args.iterations,
-            batch_size=args.batch_size,
-            backend=args.backend,
-        )
+        again = run_kmeans()
         print(
             f"rerun with the same seed: labels identical = {bool(np.array_equal(again.labels, result.labels))}"
         )
