@@ -74,6 +74,9 @@ class TransformersEngine(GenerationEngine):
         batch_size: Sequences per ``generate`` call (``n`` samples of a prompt count separately).
         device: Where to run; default the model's device (in-memory) or CUDA when available (path).
         model_name: Name used to key caches; default the path or ``config.name_or_path``.
+        synced_gpus: Keep stepping until every rank's batch is done (``generate(synced_gpus=True)``), for a
+            model sharded over ranks (FSDP2), where each forward is collective. Every rank must then
+            call :meth:`generate` as often and with as many prompts.
 
     The model is put in eval mode for generation and its previous mode restored afterwards.
     ``Completion.token_ids`` holds the generated ids only, without padding, up to and including EOS.
@@ -93,6 +96,7 @@ class TransformersEngine(GenerationEngine):
         batch_size: int = 8,
         device: str | torch.device | None = None,
         model_name: str | None = None,
+        synced_gpus: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"TransformersEngine batch_size must be >= 1, got {batch_size}.")
@@ -119,6 +123,7 @@ class TransformersEngine(GenerationEngine):
                 f"TransformersEngine model must be a PreTrainedModel or a path, got {type(model).__name__}."
             )
         self.batch_size = batch_size
+        self.synced_gpus = synced_gpus
         self.eos_token_ids = self._eos_token_ids()
         self.pad_token_id = self.tokenizer.pad_token_id
         if self.pad_token_id is None:
@@ -218,6 +223,7 @@ class TransformersEngine(GenerationEngine):
             max_new_tokens=sampling.max_tokens,
             stopping_criteria=stopping,
             use_cache=True,
+            synced_gpus=self.synced_gpus,
             **decoding,
         )[:, width:].tolist()
         return [self._to_completion(ids, sampling) for ids in generated]

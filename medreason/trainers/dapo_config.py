@@ -53,6 +53,9 @@ class DAPOConfig(TrainingArguments):
         vllm_sleep_mode (`bool`, defaults to `False`): Put colocated vLLM to sleep (weights offloaded, KV
             cache freed) while the policy trains, and wake it before the weight push; frees vLLM's share
             of GPU memory for the update (CUDA only).
+        weight_sync_bucket_mb (`float`, defaults to `1024`): After every step the policy's weights reach the
+            engine in buckets of at most this many MiB, each gathered on every rank (FSDP2) and loaded
+            before the next: memory grows by one bucket, not by a copy of the model.
 
         > Batching and dynamic sampling
 
@@ -128,6 +131,9 @@ class DAPOConfig(TrainingArguments):
     )
     vllm_server_group_port: int = field(default=51216, metadata={"help": "Server mode: NCCL weight-update port."})
     vllm_server_timeout: float = field(default=240.0, metadata={"help": "Server mode: seconds to wait for the server."})
+    weight_sync_bucket_mb: float = field(
+        default=1024.0, metadata={"help": "MiB of weights gathered and pushed to the rollout engine at a time."}
+    )
 
     train_prompt_batch_size: int = field(default=512, metadata={"help": "Prompt groups per training step."})
     gen_prompt_batch_size: int = field(default=1536, metadata={"help": "Prompts per generation round."})
@@ -173,6 +179,8 @@ class DAPOConfig(TrainingArguments):
                      "max_prompt_length", "micro_batch_token_budget", "transformers_generation_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.weight_sync_bucket_mb <= 0:
+            raise ValueError(f"weight_sync_bucket_mb must be > 0 (default 1024), got {self.weight_sync_bucket_mb}.")
         for name in ("save_steps", "logging_steps"):
             if getattr(self, name) < 1 or getattr(self, name) != int(getattr(self, name)):
                 raise ValueError(f"{name} must be a whole number of training steps >= 1 for DAPO, got {getattr(self, name)}.")

@@ -31,18 +31,17 @@ import copy
 import json
 import math
 import os
-import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedType
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import gather, gather_object, set_seed
+from torch.distributed.tensor import DTensor
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -51,9 +50,12 @@ from transformers import (
     get_scheduler,
 )
 
-from medreason.engines.base import GenerationEngine, Prompt, SamplingParams
+from medreason.engines.base import GenerationEngine, SamplingParams
+from medreason.engines.capabilities import PromptEncoder, SleepableEngine, WeightSyncEngine
 from medreason.engines.transformers_engine import TransformersEngine
 from medreason.rewards import RewardFunc, combine_rewards, get_reward, overlong_reward, reward_name
+from medreason.trainers.dapo_batch import TrainingSequence, collate, completion_grid
+from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_loss import (
     aggregate_loss,
@@ -72,47 +74,12 @@ from medreason.trainers.dynamic_sampling import (
     nonconstant_groups,
     rollout_metrics,
 )
+from medreason.trainers.policy_weights import full_state_dict, is_sharded, iter_weight_buckets
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-TRAINER_STATE_NAME = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
-
-
-@runtime_checkable
-class PromptEncoder(Protocol):
-    """An engine that says which token ids it feeds the model for a prompt (the loss needs the same ids)."""
-
-    def encode_prompt(self, prompt: Prompt) -> list[int]: ...
-
-
-@runtime_checkable
-class WeightSyncEngine(Protocol):
-    """An engine holding its own copy of the weights (vLLM): the trainer pushes new weights after each step."""
-
-    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None: ...
-
-
-@runtime_checkable
-class SleepableEngine(Protocol):
-    """An engine that frees its memory while the policy trains (vLLM colocate ``sleep``/``wake_up``)."""
-
-    def sleep(self) -> None: ...
-
-    def wake_up(self) -> None: ...
-
-
-@dataclass
-class _Sequence:
-    """One response as a training example."""
-
-    prompt_ids: torch.Tensor  # int32, as in Rollout
-    completion_ids: torch.Tensor
-    advantage: float
-    weight: float = 1.0  # 0 for a stand-in that only keeps data-parallel ranks in step
-    old_logprobs: torch.Tensor | None = None
-    ref_logprobs: torch.Tensor | None = None
 
 
 class DAPOTrainer:
@@ -190,13 +157,15 @@ class DAPOTrainer:
             model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon, weight_decay=args.weight_decay,
         )
-        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # steps per backward; rank-0 gathers
-            raise ValueError("DAPOTrainer does not support DeepSpeed yet: launch the dapo stage with DDP or FSDP2.")
+        self._check_distributed_type()
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.policy = self.accelerator.unwrap_model(self.model)
+        # FSDP2: every forward all-gathers parameters, so all ranks must run as many forwards.
+        self.sharded = is_sharded(self.policy)
         if engine is None and args.rollout_backend != "transformers":
             raise ValueError(f"rollout_backend={args.rollout_backend!r} needs engine=medreason.trainers.dapo_stage.rollout_engine(args, model_path).")
-        self.engine = engine or TransformersEngine(self.policy, processing_class, args.transformers_generation_batch_size)
+        self.engine = engine or TransformersEngine(self.policy, processing_class, args.transformers_generation_batch_size,
+                                                   synced_gpus=self.sharded and world > 1)
         if not isinstance(self.engine, PromptEncoder):
             raise TypeError(f"{type(self.engine).__name__} has no encode_prompt(prompt) -> list[int]: add it; DAPO needs "
                             "the prompt ids the engine generated from to compute log-probabilities.")
@@ -213,6 +182,17 @@ class DAPOTrainer:
         self._round_scores: list[tuple[list[list[float | None]], list[int], list[bool]]] = []
         if trackers:
             self.accelerator.init_trackers(args.run_name or "medreason-dapo", config=args.to_sanitized_dict())
+
+    def _check_distributed_type(self) -> None:
+        accelerator = self.accelerator
+        if accelerator.distributed_type == DistributedType.DEEPSPEED:
+            # DeepSpeed's engine steps the optimizer inside every backward (a fixed gradient_accumulation_steps),
+            # while a DAPO mini-batch has as many micro-batches as its token budget makes.
+            raise ValueError("DAPOTrainer does not run under DeepSpeed: launch the dapo stage with DDP or FSDP2, "
+                             "e.g. --config_file $(python -m medreason.config accelerate/fsdp2_8gpu.yaml).")
+        if accelerator.distributed_type == DistributedType.FSDP and not accelerator.is_fsdp2:
+            raise ValueError("DAPOTrainer runs under FSDP2 only (flat FSDP1 parameters cannot be gathered per tensor): "
+                             "set fsdp_version: 2 in the accelerate config (accelerate/fsdp2_8gpu.yaml).")
 
     def _check_rewards(self) -> None:
         args = self.args
@@ -312,28 +292,23 @@ class DAPOTrainer:
                                    "Rewards must return None for samples they cannot score, not raise.") from error
         return combine_rewards(per_function, self.reward_weights, len(completions)), per_function
 
-    def _micro_batches(self, sequences: list[_Sequence]) -> list[list[_Sequence]]:
-        lengths = [(len(s.prompt_ids), len(s.completion_ids)) for s in sequences]
-        return [[sequences[i] for i in batch] for batch in pack_by_token_budget(lengths, self.args.micro_batch_token_budget)]
+    def _micro_batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
+        """Token-budget micro-batches, padded with zero-weight ones to the most any rank has.
 
-    def _collate(self, sequences: list[_Sequence]) -> dict[str, torch.Tensor]:
-        """Left-padded prompts then right-padded completions, so every response starts at the same column."""
-        pad = self.processing_class.pad_token_id if self.processing_class.pad_token_id is not None else 0
-        width_p = max(len(s.prompt_ids) for s in sequences)
-        width_c = max(len(s.completion_ids) for s in sequences)
-        input_ids = torch.full((len(sequences), width_p + width_c), pad, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        completion_mask = torch.zeros(len(sequences), width_c)
-        for row, seq in enumerate(sequences):
-            p, c = len(seq.prompt_ids), len(seq.completion_ids)
-            input_ids[row, width_p - p : width_p + c] = torch.cat([seq.prompt_ids, seq.completion_ids])
-            attention[row, width_p - p : width_p + c] = 1
-            completion_mask[row, :c] = seq.weight
-        return {
-            "input_ids": input_ids, "attention_mask": attention, "completion_mask": completion_mask,
-            "position_ids": (attention.cumsum(-1) - 1).clamp(min=0),
-            "advantages": torch.tensor([s.advantage for s in sequences]),
-        }
+        Every rank then runs as many forward (and backward) passes: under FSDP2 each one all-gathers
+        parameters, so a rank with fewer passes would leave the others waiting forever.
+        """
+        lengths = [(len(s.prompt_ids), len(s.completion_ids)) for s in sequences]
+        batches = [[sequences[i] for i in batch] for batch in pack_by_token_budget(lengths, self.args.micro_batch_token_budget)]
+        if self.accelerator.num_processes > 1:
+            counts = gather(torch.tensor([len(batches)], device=self.accelerator.device))
+            batches += [[TrainingSequence.padding(self._pad_token_id)] for _ in range(int(counts.max()) - len(batches))]
+        return batches
+
+    @property
+    def _pad_token_id(self) -> int:
+        pad = self.processing_class.pad_token_id
+        return 0 if pad is None else pad
 
     def _logprobs(
         self, model: torch.nn.Module, batch: dict[str, torch.Tensor], with_entropy: bool
@@ -353,16 +328,16 @@ class DAPOTrainer:
             return logprobs, token_entropy(logits)
 
     @torch.no_grad()
-    def _fill_logprobs(self, sequences: list[_Sequence], model: torch.nn.Module, attribute: str) -> None:
+    def _fill_logprobs(self, sequences: list[TrainingSequence], model: torch.nn.Module, attribute: str) -> None:
         """Store log-probs under ``model`` on each sequence (CPU), one token-budget micro-batch at a time."""
         for micro in self._micro_batches(sequences):
-            batch = {key: value.to(self.accelerator.device) for key, value in self._collate(micro).items()}
+            batch = {key: value.to(self.accelerator.device) for key, value in collate(micro, self._pad_token_id).items()}
             with self.accelerator.autocast():
                 logprobs, _ = self._logprobs(model, batch, with_entropy=False)
             for row, seq in enumerate(micro):
                 setattr(seq, attribute, logprobs[row, : len(seq.completion_ids)].float().cpu())
 
-    def _sequences(self, groups: list[Rollout]) -> list[_Sequence]:
+    def _sequences(self, groups: list[Rollout]) -> list[TrainingSequence]:
         rewards = torch.tensor([reward for group in groups for reward in group.rewards])
         advantages = group_advantages(rewards, self.args.num_generations, self.args.advantage_eps).tolist()
         sequences = []
@@ -370,26 +345,26 @@ class DAPOTrainer:
             for j, (ids, truncated) in enumerate(zip(group.completion_ids, group.truncated, strict=True)):
                 skipped = math.isnan(group.rewards[j]) or (truncated and self.args.mask_truncated_completions)
                 if not skipped and len(ids):
-                    sequences.append(_Sequence(group.prompt_ids, ids, advantages[k * self.args.num_generations + j]))
+                    sequences.append(TrainingSequence(group.prompt_ids, ids, advantages[k * self.args.num_generations + j]))
         return sequences
 
-    def _local_slice(self, sequences: list[_Sequence]) -> list[_Sequence]:
+    def _local_slice(self, sequences: list[TrainingSequence]) -> list[TrainingSequence]:
         local = sequences[self.accelerator.process_index :: self.accelerator.num_processes]
-        if not local and sequences:  # keep this rank's backward (and DDP's all-reduce) in step with the others
-            local = [_Sequence(sequences[0].prompt_ids, sequences[0].completion_ids, 0.0, weight=0.0)]
+        if not local and sequences:  # a rank left without responses still takes part in the update
+            local = [TrainingSequence.padding(self._pad_token_id)]
         return local
 
     def compute_loss(
-        self, micro: list[_Sequence], batch: dict[str, torch.Tensor], normalizer: torch.Tensor
+        self, micro: list[TrainingSequence], batch: dict[str, torch.Tensor], normalizer: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One micro-batch's share of its mini-batch loss (clipped surrogate, KL and entropy terms) and metrics."""
         args, mask = self.args, batch["completion_mask"]
         logprobs, entropy = self._logprobs(self.model, batch, with_entropy=True)
-        old = self._grid([s.old_logprobs for s in micro], batch)
+        old = completion_grid([s.old_logprobs for s in micro], mask)
         loss, metrics = dapo_policy_loss(logprobs, old, batch["advantages"], mask, args.clip_ratio_low,
                                          args.clip_ratio_high, args.loss_agg_mode, args.clip_ratio_c, normalizer)
         if self.ref_model is not None:
-            kl = kl_penalty(logprobs, self._grid([s.ref_logprobs for s in micro], batch))
+            kl = kl_penalty(logprobs, completion_grid([s.ref_logprobs for s in micro], mask))
             loss = loss + args.kl_coef * aggregate_loss(kl, mask, args.loss_agg_mode, normalizer)
             metrics["kl"] = (kl.detach() * mask).sum() / mask.sum().clamp(min=1)
         if args.entropy_coeff > 0:
@@ -397,11 +372,11 @@ class DAPOTrainer:
         metrics["entropy"] = (entropy.detach() * mask).sum() / mask.sum().clamp(min=1)
         return loss, metrics
 
-    def _update(self, mini_batch: list[_Sequence], totals: defaultdict[str, float | torch.Tensor]) -> None:
+    def _update(self, mini_batch: list[TrainingSequence], totals: defaultdict[str, float | torch.Tensor]) -> None:
         """One optimizer update on a mini-batch: exact global token-mean over micro-batches and ranks."""
         args, accelerator = self.args, self.accelerator
         micro_sequences = self._micro_batches(mini_batch)
-        micro_batches = [self._collate(micro) for micro in micro_sequences]
+        micro_batches = [collate(micro, self._pad_token_id) for micro in micro_sequences]
         local_count = sum(aggregation_count(mb["completion_mask"], args.loss_agg_mode) for mb in micro_batches)
         # Summed over ranks: every micro-batch divides its token-sum by the mini-batch's global count, so the
         # accumulated gradient is that of the global mean. DDP averages gradients over ranks, hence the x world.
@@ -419,6 +394,8 @@ class DAPOTrainer:
             totals["tokens"] += tokens
             totals["loss"] += loss.detach().float()
         grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+        if isinstance(grad_norm, DTensor):  # FSDP2: the norm is a replicated DTensor
+            grad_norm = grad_norm.full_tensor()
         if torch.isfinite(grad_norm):
             self.optimizer.step()
         else:
@@ -427,14 +404,6 @@ class DAPOTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         totals["grad_norm"] += grad_norm.detach().float()
         totals["updates"] += 1.0
-
-    @staticmethod
-    def _grid(rows: list[torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Right-pad per-sequence log-probs to the micro-batch's ``[batch, completion]`` grid."""
-        grid = torch.zeros_like(batch["completion_mask"])
-        for row, values in enumerate(rows):
-            grid[row, : len(values)] = values.to(grid.device)
-        return grid
 
     def training_step(self) -> dict[str, float]:
         """Collect one training batch with dynamic sampling and run its optimizer updates; return metrics."""
@@ -476,7 +445,7 @@ class DAPOTrainer:
         if isinstance(self.engine, SleepableEngine):
             self.engine.wake_up()
         if isinstance(self.engine, WeightSyncEngine):  # once per step: the engine only samples at the next one
-            self.engine.load_weights(self.accelerator.get_state_dict(self.model, unwrap=True).items())
+            self.sync_weights()
         trained = time.perf_counter()
 
         metrics.update(self._update_metrics(totals), learning_rate=self.lr_scheduler.get_last_lr()[0],
@@ -484,6 +453,15 @@ class DAPOTrainer:
         times = {"generate": generated - start, "old_logprob": old_done - generated, "reference": ref_done - old_done,
                  "train": trained - ref_done, "step": trained - start}
         return metrics | {f"time/{phase}": seconds for phase, seconds in times.items()}
+
+    def sync_weights(self) -> None:
+        """Push the policy's full weights into the rollout engine on every rank, one bucket at a time.
+
+        Each bucket is gathered (collective under FSDP2) before the engine sees it, so an engine that
+        ignores it on some ranks (server mode pushes from the main process only) cannot stall the others.
+        """
+        for bucket in iter_weight_buckets(self.policy, int(self.args.weight_sync_bucket_mb * 2**20)):
+            self.engine.load_weights(bucket)
 
     def _update_metrics(self, totals: defaultdict[str, float | torch.Tensor]) -> dict[str, float]:
         """Token-weighted means of the loss metrics over all updates and ranks; loss and grad norm per update."""
@@ -555,38 +533,16 @@ class DAPOTrainer:
 
     def save_checkpoint(self) -> Path:
         """Save policy, optimizer, scheduler, RNG states, data position and step to ``checkpoint-<step>``."""
-        directory = Path(self.args.output_dir) / f"checkpoint-{self.global_step}"
-        self.accelerator.save_state(str(directory))
-        if self.accelerator.is_main_process:
-            # Written last: a checkpoint without it was interrupted and is never resumed from.
-            state = {"global_step": self.global_step, "data": self.stream.state_dict()}
-            (directory / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2))
-            self._rotate_checkpoints()
-        self.accelerator.wait_for_everyone()
-        return directory
-
-    def _checkpoints(self) -> list[Path]:
-        complete = [p for p in Path(self.args.output_dir).glob("checkpoint-*") if (p / TRAINER_STATE_NAME).is_file()]
-        return sorted(complete, key=lambda path: int(path.name.split("-")[-1]))
+        state = {"global_step": self.global_step, "data": self.stream.state_dict()}
+        return save_checkpoint(self.accelerator, self.args.output_dir, self.global_step, state, self.args.save_total_limit)
 
     def latest_checkpoint(self) -> Path | None:
         """The newest complete checkpoint in ``output_dir``, if any."""
-        return (self._checkpoints() or [None])[-1]
-
-    def _rotate_checkpoints(self) -> None:
-        limit = self.args.save_total_limit
-        if limit:
-            for old in self._checkpoints()[:-limit]:
-                shutil.rmtree(old, ignore_errors=True)
+        return (complete_checkpoints(self.args.output_dir) or [None])[-1]
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Restore everything :meth:`save_checkpoint` saved; the next step is the one after it."""
-        directory = Path(directory)
-        state_file = directory / TRAINER_STATE_NAME
-        if not state_file.is_file():
-            raise FileNotFoundError(f"{directory} is not a complete DAPO checkpoint (no {TRAINER_STATE_NAME}).")
-        self.accelerator.load_state(str(directory))
-        state = json.loads(state_file.read_text())
+        state = load_checkpoint(self.accelerator, directory)
         self.global_step = state["global_step"]
         self.stream.load_state_dict(state["data"])
         logger.info("Resumed from %s at step %d (epoch %.2f).", directory, self.global_step, self.stream.epochs_done)
@@ -594,7 +550,7 @@ class DAPOTrainer:
     def save_model(self, output_dir: str | Path) -> None:
         """Save the policy and tokenizer with ``save_pretrained`` (loadable by ``from_pretrained``)."""
         self.accelerator.wait_for_everyone()
-        state_dict = self.accelerator.get_state_dict(self.model)
+        state_dict = full_state_dict(self.policy, keep=self.accelerator.is_main_process)
         if self.accelerator.is_main_process:
             self.policy.save_pretrained(output_dir, state_dict=state_dict)
             self.processing_class.save_pretrained(output_dir)
