@@ -515,7 +515,10 @@ class DAPOTrainer:
             self.log(metrics)
             if self.global_step % int(self.args.save_steps) == 0 or self._finished():
                 self.save_checkpoint()
-        self.accelerator.end_training()
+        # Not accelerator.end_training(): it also destroys the process group, which save_model and the
+        # recipe's later stages still need.
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
         return metrics
 
     def log(self, metrics: dict[str, float]) -> None:

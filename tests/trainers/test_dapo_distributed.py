@@ -1,0 +1,193 @@
+"""Two CPU ranks (gloo), under DDP and under FSDP2, train exactly as one process does.
+
+The test runs this file under ``torchrun --nproc_per_node 2``. Each rank samples half of the prompts
+from an engine whose responses depend only on the prompt, so every run trains on the same groups; with
+the mini-batch's token count all-reduced over ranks, the losses, gradient norms and weights match the
+single-process run. The same runs check what only shows with several ranks: micro-batch counts that
+differ between ranks (FSDP2 hangs unless they are evened out), the full weights reaching the rollout
+engine of *every* rank after each step, ``save_model`` after ``train``, resume, and (FSDP2) generation
+with the transformers engine on a sharded policy.
+
+accelerate runs FSDP on accelerators only; :func:`_declare_fsdp2_on_cpu` declares an FSDP2 launch on
+CPU, so ``accelerator.prepare`` applies the real ``fully_shard`` over gloo.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import medreason.trainers.dapo_trainer as dapo_trainer
+from medreason.engines.base import Completion, GenerationEngine
+from medreason.engines.transformers_engine import encode_prompt
+from medreason.testing import tiny_records
+from medreason.trainers.dapo_config import DAPOConfig
+from medreason.trainers.dapo_trainer import DAPOTrainer
+
+
+class _PromptSeededEngine(GenerationEngine):
+    """Random responses that depend only on the prompt's token ids; records the weights pushed to it."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.received: dict[str, torch.Tensor] = {}
+        self.buckets = 0
+
+    def encode_prompt(self, prompt):
+        return encode_prompt(self.tokenizer, prompt)
+
+    def generate(self, prompts, sampling):
+        out = []
+        for prompt in prompts:
+            ids = self.encode_prompt(prompt)
+            generator = torch.Generator().manual_seed(sum(i * (k + 1) for k, i in enumerate(ids)) % 2**31)
+            group = []
+            for _ in range(sampling.n):
+                length = int(torch.randint(1, sampling.max_tokens + 1, (1,), generator=generator))
+                tokens = torch.randint(len(self.tokenizer), (length,), generator=generator).tolist()
+                group.append(Completion(self.tokenizer.decode(tokens), tokens, "stop"))
+            out.append(group)
+        return out
+
+    def load_weights(self, weights):
+        self.received.update((name, tensor.detach().clone()) for name, tensor in weights)
+        self.buckets += 1
+
+
+def _distinct_token_reward(completions, *, completion_ids, **kwargs):
+    return [len(set(ids)) / len(ids) + 0.1 * (ids[0] % 3) for ids in completion_ids]
+
+
+def _train(model_dir: str, output_dir: Path, max_steps: int = 2, resume: bool = False, seeded: bool = True,
+           fsdp2: bool = False) -> DAPOTrainer:
+    """``seeded=False``: the trainer's own transformers engine samples from the (possibly sharded) policy."""
+    args = DAPOConfig(
+        output_dir=str(output_dir), use_cpu=True, bf16=False, seed=0, max_steps=max_steps, num_generations=4,
+        train_prompt_batch_size=4, gen_prompt_batch_size=4, mini_batch_size=4, max_completion_length=12,
+        overlong_buffer_length=0, rewards=["format"], dynamic_sampling=False, learning_rate=1e-4, warmup_steps=0,
+        save_steps=1, micro_batch_token_budget=200,  # 1-2 sequences per micro-batch: the ranks get different counts
+        weight_sync_bucket_mb=0.02,  # ~20 KB: the tiny model's weights arrive in several buckets
+    )
+    data = [{"prompt": [{"role": "user", "content": r["question"]}]} for r in tiny_records(4)]
+    engine = _PromptSeededEngine(AutoTokenizer.from_pretrained(model_dir)) if seeded else None
+    if fsdp2:  # after DAPOConfig, whose device set-up resets accelerate's state
+        _declare_fsdp2_on_cpu()
+    trainer = DAPOTrainer(model_dir, args, data, reward_funcs=[_distinct_token_reward], engine=engine)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # a free port, so parallel test runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _final_weights(directory: Path) -> dict[str, torch.Tensor]:
+    return AutoModelForCausalLM.from_pretrained(directory).state_dict()
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model_dir, tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = _train(str(tiny_model_dir), tmp_path_factory.mktemp("single"))
+    finally:
+        torch.set_num_threads(threads)
+    return trainer
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_two_ranks_match_one_process(mode, single, tiny_model_dir, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port()), __file__, mode, str(tiny_model_dir), str(tmp_path)]
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    expected = single.policy.state_dict()
+
+    result = json.loads((tmp_path / "result.json").read_text())
+    metrics = single.log_history[-1]
+    assert result["loss"] == pytest.approx(metrics["loss"], rel=1e-5, abs=1e-7)
+    assert result["grad_norm"] == pytest.approx(metrics["grad_norm"], rel=1e-5)
+    assert set(result["sharded"]) == {mode == "fsdp2"}  # every run
+    # The token budget gave the ranks different numbers of micro-batches at least once.
+    assert result["micro_batch_counts"][0] != result["micro_batch_counts"][1]
+
+    for name, weights in [("saved", _final_weights(tmp_path / "final")),
+                          ("resumed", _final_weights(tmp_path / "resumed_final")),
+                          *[(f"engine of rank {rank}", torch.load(tmp_path / f"synced_{rank}.pt")) for rank in (0, 1)]]:
+        assert set(weights) == set(expected), name
+        for key, value in expected.items():
+            torch.testing.assert_close(weights[key], value, rtol=1e-5, atol=1e-7, msg=f"{name}: {key}")
+    assert result["buckets_per_sync"] > 1
+    if mode == "fsdp2":  # the default engine generated from the sharded policy (synced_gpus) without hanging
+        assert result["transformers_engine_steps"] == 1
+
+
+def _declare_fsdp2_on_cpu() -> None:
+    """Make the next ``Accelerator()`` an FSDP2 one on CPU (accelerate picks FSDP on accelerators only)."""
+    from accelerate import Accelerator, DistributedType, PartialState
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2", FSDP_AUTO_WRAP_POLICY="TRANSFORMER_BASED_WRAP",
+                      FSDP_TRANSFORMER_CLS_TO_WRAP="Qwen3DecoderLayer", FSDP_RESHARD_AFTER_FORWARD="true")
+    Accelerator(cpu=True)  # initialises the shared state (and the gloo process group)
+    # Every Accelerator() copies PartialState's fields into AcceleratorState: set the type on both.
+    PartialState().distributed_type = DistributedType.FSDP
+    state = AcceleratorState()
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+
+
+def _run_rank(mode: str, model_dir: str, out: Path) -> None:
+    torch.set_num_threads(1)
+    fsdp2 = mode == "fsdp2"
+    counts: list[int] = []
+    pack = dapo_trainer.pack_by_token_budget
+
+    def counting_pack(lengths, budget):
+        batches = pack(lengths, budget)
+        counts.append(len(batches))
+        return batches
+
+    dapo_trainer.pack_by_token_budget = counting_pack
+    trainer = _train(model_dir, out / "run", fsdp2=fsdp2)
+    trainer.save_model(out / "final")
+    rank = trainer.accelerator.process_index
+    torch.save(trainer.engine.received, out / f"synced_{rank}.pt")
+    all_counts = [None, None]
+    torch.distributed.all_gather_object(all_counts, counts)
+    dapo_trainer.pack_by_token_budget = pack
+
+    _train(model_dir, out / "resumed", max_steps=1, fsdp2=fsdp2)  # "killed" after step 1, resumed to step 2
+    resumed = _train(model_dir, out / "resumed", max_steps=2, resume=True, fsdp2=fsdp2)
+    resumed.save_model(out / "resumed_final")
+    result = {"loss": trainer.log_history[-1]["loss"], "grad_norm": trainer.log_history[-1]["grad_norm"],
+              "sharded": [trainer.sharded, resumed.sharded], "micro_batch_counts": all_counts,
+              "buckets_per_sync": trainer.engine.buckets // trainer.global_step}
+    if fsdp2:
+        # A third of the vocabulary ends a response, so the ranks finish generating at different steps.
+        if rank == 0:
+            model = AutoModelForCausalLM.from_pretrained(model_dir)
+            model.generation_config.eos_token_id = list(range(0, model.config.vocab_size, 3))
+            model.save_pretrained(out / "eos_model")
+            AutoTokenizer.from_pretrained(model_dir).save_pretrained(out / "eos_model")
+        torch.distributed.barrier()
+        sampled = _train(str(out / "eos_model"), out / "generate", max_steps=1, seeded=False, fsdp2=True)
+        result["transformers_engine_steps"] = sampled.global_step
+        result["sharded"].append(sampled.sharded)
+        result["transformers_engine_truncation"] = sampled.log_history[-1]["truncation_rate"]
+    if rank == 0:
+        (out / "result.json").write_text(json.dumps(result))
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _run_rank(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
