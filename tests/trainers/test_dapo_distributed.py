@@ -14,8 +14,6 @@ CPU, so ``accelerator.prepare`` applies the real ``fully_shard`` over gloo.
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import medreason.trainers.dapo_trainer as dapo_trainer
 from medreason.engines.base import Completion, GenerationEngine
 from medreason.engines.transformers_engine import encode_prompt
 from medreason.testing import tiny_records
+from medreason.testing.distributed import torchrun
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
 
@@ -83,12 +82,6 @@ def _train(model_dir: str, output_dir: Path, max_steps: int = 2, resume: bool = 
     return trainer
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:  # a free port, so parallel test runs do not collide
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _final_weights(directory: Path) -> dict[str, torch.Tensor]:
     return AutoModelForCausalLM.from_pretrained(directory).state_dict()
 
@@ -106,9 +99,7 @@ def single(tiny_model_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
 def test_two_ranks_match_one_process(mode, single, tiny_model_dir, tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), __file__, mode, str(tiny_model_dir), str(tmp_path)]
-    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    torchrun(__file__, mode, tiny_model_dir, tmp_path)
     expected = single.policy.state_dict()
 
     result = json.loads((tmp_path / "result.json").read_text())
