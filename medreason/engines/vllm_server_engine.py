@@ -32,8 +32,9 @@ class VLLMServerEngine(GenerationEngine):
         tokenizer: A ready tokenizer instead of loading ``model``'s.
         model_name: Name used to key caches; default ``model``.
 
-    Every rank may generate (each sends its share of prompts); only the main process pushes weights,
-    after all ranks gathered them (``accelerator.get_state_dict`` is collective under ZeRO-3).
+    Every rank may generate (each sends its share of prompts); only the main process pushes weights.
+    The trainer gathers each bucket on every rank before calling :meth:`load_weights` (collective under
+    FSDP2), so the other ranks returning at once cannot stall it.
     """
 
     def __init__(

@@ -383,8 +383,10 @@ class DAPOTrainer:
         normalizer = accelerator.reduce(torch.as_tensor(float(local_count), device=accelerator.device), "sum")
         for index, (micro, batch) in enumerate(zip(micro_sequences, micro_batches, strict=True)):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-            # Gradients are all-reduced once, at the last micro-batch's backward.
-            with nullcontext() if index == len(micro_batches) - 1 else accelerator.no_sync(self.model):
+            # DDP all-reduces once, at the last micro-batch's backward. FSDP2 reduce-scatters every one: skipping
+            # it would accumulate unsharded gradients, a full model's worth per rank.
+            sync = self.sharded or index == len(micro_batches) - 1
+            with nullcontext() if sync else accelerator.no_sync(self.model):
                 with accelerator.autocast():
                     loss, metrics = self.compute_loss(micro, batch, normalizer)
                 accelerator.backward(loss * accelerator.num_processes)
