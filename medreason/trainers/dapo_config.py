@@ -68,6 +68,10 @@ class DAPOConfig(TrainingArguments):
         max_num_gen_batches (`int`, defaults to `10`): Generation rounds allowed per step before failing; 0 = no limit.
         micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response) per forward pass
             and device; bounds memory regardless of batch sizes (default: two full-length sequences).
+        padding_free (`bool`, defaults to `False`): Pack each micro-batch's sequences back to back in one row,
+            with no padding (``position_ids`` restart per sequence; transformers masks across them), so the
+            budget counts real tokens only. Use it with ``attn_implementation: flash_attention_2`` (varlen
+            kernels); with ``sdpa``/``eager`` transformers builds a dense block-diagonal mask per pass.
 
         > Loss (card: clip 0.2 / 0.28, token-mean, entropy coefficient 0)
 
@@ -145,6 +149,9 @@ class DAPOConfig(TrainingArguments):
     max_num_gen_batches: int = field(default=10, metadata={"help": "Generation rounds per step before failing (0 = no limit)."})
     micro_batch_token_budget: int = field(
         default=28672, metadata={"help": "Padded tokens per forward/backward micro-batch and device."}
+    )
+    padding_free: bool = field(
+        default=False, metadata={"help": "Pack micro-batches without padding (best with flash_attention_2)."}
     )
 
     clip_ratio_low: float = field(default=0.2, metadata={"help": "Lower clip range eps_low."})

@@ -244,28 +244,34 @@ def overlong_penalty(
     return penalty.clamp(min=-penalty_factor, max=0.0)
 
 
-def pack_by_token_budget(lengths: Sequence[tuple[int, int]], budget: int) -> list[list[int]]:
-    """Group sequences into micro-batches whose padded size ``rows x (max prompt + max response)`` <= ``budget``.
+def pack_by_token_budget(lengths: Sequence[tuple[int, int]], budget: int, padded: bool = True) -> list[list[int]]:
+    """Group sequences into micro-batches of at most ``budget`` tokens per forward/backward pass.
 
-    Sequences are sorted by response length and packed greedily, so padding stays small and the memory of one
-    forward/backward pass is bounded by ``budget`` tokens however large the mini-batch (a sequence longer than
-    the budget gets a micro-batch of its own). Returns indices into ``lengths``.
+    The size of a micro-batch is its padded size ``rows x (max prompt + max response)``, or with
+    ``padded=False`` (padding-free batches) its total ``Σ (prompt + response)``. Sequences are sorted by
+    response length and packed greedily, so padding stays small and the memory of one pass is bounded by
+    ``budget`` tokens however large the mini-batch (a sequence longer than the budget gets a micro-batch of
+    its own). Returns indices into ``lengths``.
 
     >>> pack_by_token_budget([(2, 8), (2, 2), (2, 3), (1, 9)], budget=22)
     [[1, 2], [0, 3]]
+    >>> pack_by_token_budget([(2, 8), (2, 2), (2, 3), (1, 9)], budget=22, padded=False)
+    [[1, 2, 0], [3]]
     """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i][1], lengths[i][0]))
     batches: list[list[int]] = []
     current: list[int] = []
     width_p = width_c = 0
+    total = 0
     for index in order:
         prompt, response = lengths[index]
         p, c = max(width_p, prompt), max(width_c, response)
-        if current and (len(current) + 1) * (p + c) > budget:
+        size = (len(current) + 1) * (p + c) if padded else total + prompt + response
+        if current and size > budget:
             batches.append(current)
-            current, p, c = [], prompt, response
+            current, p, c, total = [], prompt, response, 0
         current.append(index)
-        width_p, width_c = p, c
+        width_p, width_c, total = p, c, total + prompt + response
     if current:
         batches.append(current)
     return batches

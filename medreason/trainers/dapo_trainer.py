@@ -54,7 +54,7 @@ from medreason.engines.base import GenerationEngine, SamplingParams
 from medreason.engines.capabilities import PromptEncoder, SleepableEngine, WeightSyncEngine
 from medreason.engines.transformers_engine import TransformersEngine
 from medreason.rewards import RewardFunc, combine_rewards, get_reward, overlong_reward, reward_name
-from medreason.trainers.dapo_batch import TrainingSequence, collate, completion_grid
+from medreason.trainers.dapo_batch import TrainingSequence, collate, collate_packed, completion_grid
 from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_loss import (
@@ -299,7 +299,8 @@ class DAPOTrainer:
         parameters, so a rank with fewer passes would leave the others waiting forever.
         """
         lengths = [(len(s.prompt_ids), len(s.completion_ids)) for s in sequences]
-        batches = [[sequences[i] for i in batch] for batch in pack_by_token_budget(lengths, self.args.micro_batch_token_budget)]
+        packed = pack_by_token_budget(lengths, self.args.micro_batch_token_budget, padded=not self.args.padding_free)
+        batches = [[sequences[i] for i in batch] for batch in packed]
         if self.accelerator.num_processes > 1:
             counts = gather(torch.tensor([len(batches)], device=self.accelerator.device))
             batches += [[TrainingSequence.padding(self._pad_token_id)] for _ in range(int(counts.max()) - len(batches))]
@@ -310,28 +311,51 @@ class DAPOTrainer:
         pad = self.processing_class.pad_token_id
         return 0 if pad is None else pad
 
+    def _collate(self, micro: list[TrainingSequence]) -> dict[str, torch.Tensor]:
+        return collate_packed(micro) if self.args.padding_free else collate(micro, self._pad_token_id)
+
     def _logprobs(
         self, model: torch.nn.Module, batch: dict[str, torch.Tensor], with_entropy: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probs of the completion tokens (and their entropies) at the sampling temperature."""
-        width_c = batch["completion_mask"].shape[1]
-        logits = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
-            logits_to_keep=width_c + 1, use_cache=False,
-        ).logits[:, :-1]
+        """Per-token log-probs of the completion tokens (and their entropies) at the sampling temperature.
+
+        Both come as ``[sequence, completion]`` grids, in either layout; entries outside the completion mask
+        carry no meaning (the loss masks them).
+        """
+        mask = batch["completion_mask"]
+        if "logit_positions" in batch:  # padding-free: one row, logits only where they predict a completion token
+            positions = batch["logit_positions"]
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], logits_to_keep=positions,
+                           use_cache=False).logits
+            targets = batch["input_ids"][:, positions + 1]
+        else:
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+                logits_to_keep=mask.shape[1] + 1, use_cache=False,
+            ).logits[:, :-1]
+            targets = batch["input_ids"][:, -mask.shape[1]:]
         if self.args.temperature != 1.0:  # the card samples at 1.0: skip a full copy of the logits
             logits = logits / self.args.temperature
-        logprobs = selective_log_softmax(logits, batch["input_ids"][:, -width_c:])
+        logprobs = self._on_grid(selective_log_softmax(logits, targets), batch)
         if not with_entropy:
             return logprobs, None
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.args.entropy_coeff > 0):
-            return logprobs, token_entropy(logits)
+            return logprobs, self._on_grid(token_entropy(logits), batch)
+
+    @staticmethod
+    def _on_grid(values: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Padding-free values ``[1, tokens]`` scattered onto the ``[sequence, completion]`` grid; padded ones as is."""
+        if "grid_index" not in batch:
+            return values
+        rows, columns = batch["grid_index"]
+        grid = values.new_zeros(batch["completion_mask"].shape)
+        return grid.index_put((rows, columns), values[0])
 
     @torch.no_grad()
     def _fill_logprobs(self, sequences: list[TrainingSequence], model: torch.nn.Module, attribute: str) -> None:
         """Store log-probs under ``model`` on each sequence (CPU), one token-budget micro-batch at a time."""
         for micro in self._micro_batches(sequences):
-            batch = {key: value.to(self.accelerator.device) for key, value in collate(micro, self._pad_token_id).items()}
+            batch = {key: value.to(self.accelerator.device) for key, value in self._collate(micro).items()}
             with self.accelerator.autocast():
                 logprobs, _ = self._logprobs(model, batch, with_entropy=False)
             for row, seq in enumerate(micro):
@@ -376,7 +400,7 @@ class DAPOTrainer:
         """One optimizer update on a mini-batch: exact global token-mean over micro-batches and ranks."""
         args, accelerator = self.args, self.accelerator
         micro_sequences = self._micro_batches(mini_batch)
-        micro_batches = [collate(micro, self._pad_token_id) for micro in micro_sequences]
+        micro_batches = [self._collate(micro) for micro in micro_sequences]
         local_count = sum(aggregation_count(mb["completion_mask"], args.loss_agg_mode) for mb in micro_batches)
         # Summed over ranks: every micro-batch divides its token-sum by the mini-batch's global count, so the
         # accumulated gradient is that of the global mean. DDP averages gradients over ranks, hence the x world.

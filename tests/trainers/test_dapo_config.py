@@ -47,6 +47,7 @@ def test_yaml_block_builds_a_config_with_every_card_value(tmp_path):
         ({"rewards": []}, "rewards is empty"),
         ({"rollout_backend": "sglang"}, "rollout_backend"),
         ({"save_steps": 0.5}, "save_steps"),
+        ({"weight_sync_bucket_mb": 0}, "weight_sync_bucket_mb"),
     ],
 )
 def test_invalid_settings_name_the_field(tmp_path, overrides, message):

@@ -79,18 +79,25 @@ def test_learning_rewarded_behaviour_rises(model_dir, tmp_path):
     assert trainer.log_history[-1]["optimizer_updates"] == 2  # 4 prompt groups / mini-batches of 2
 
 
-def test_token_budget_micro_batches_give_the_same_update(model_dir, tmp_path):
-    results = []
-    for budget in (10**6, 100):  # one micro-batch per mini-batch vs one or two sequences per micro-batch
-        trainer = DAPOTrainer(model_dir, _args(tmp_path / str(budget), max_steps=1, mini_batch_size=4, learning_rate=1e-4,
-                                               micro_batch_token_budget=budget), _data(), reward_funcs=[letter_a_reward])
+def test_micro_batch_layouts_give_the_same_update(model_dir, tmp_path):
+    layouts = {
+        "one padded micro-batch per mini-batch": dict(micro_batch_token_budget=10**6),
+        "one or two sequences per micro-batch": dict(micro_batch_token_budget=100),
+        "padding-free, all in one row": dict(micro_batch_token_budget=10**6, padding_free=True),
+        "padding-free, two or three per row": dict(micro_batch_token_budget=150, padding_free=True),
+    }
+    results = {}
+    for name, layout in layouts.items():
+        args = _args(tmp_path / name.replace(" ", "_"), max_steps=1, mini_batch_size=4, learning_rate=1e-4, **layout)
+        trainer = DAPOTrainer(model_dir, args, _data(), reward_funcs=[letter_a_reward])
         trainer.train()
-        results.append((trainer.log_history[-1], _params(trainer)))
-    (one, params_one), (many, params_many) = results
-    assert one["loss"] == pytest.approx(many["loss"], rel=1e-4, abs=1e-6)
-    assert one["grad_norm"] == pytest.approx(many["grad_norm"], rel=1e-4)
-    for name in params_one:
-        torch.testing.assert_close(params_one[name], params_many[name], rtol=1e-5, atol=1e-6)
+        results[name] = (trainer.log_history[-1], _params(trainer))
+    (reference, params_reference), *others = results.values()
+    for name, (metrics, params) in zip(list(results)[1:], others, strict=True):
+        for key in ("loss", "grad_norm", "entropy", "ratio_mean", "approx_kl"):
+            assert metrics[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6), (name, key)
+        for param in params_reference:
+            torch.testing.assert_close(params[param], params_reference[param], rtol=1e-5, atol=1e-6, msg=f"{name}: {param}")
 
 
 def test_resume_reproduces_the_uninterrupted_run(model_dir, tmp_path):
