@@ -140,6 +140,10 @@ class DAPOTrainer:
         model.config.use_cache = False
         self.ref_model = None
         if args.kl_coef > 0:
+            if any(parameter.is_meta for parameter in model.parameters()):
+                raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but its weights are on the meta "
+                                 "device here (FSDP's cpu_ram_efficient_loading): set fsdp_cpu_ram_efficient_loading: "
+                                 "false in the accelerate config, or kl_coef=0 (the card's value).")
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
 
         self.reward_funcs = [get_reward(reward) for reward in (reward_funcs if reward_funcs is not None else args.rewards)]

@@ -1,9 +1,11 @@
 """DAPOTrainer end to end on the tiny model: learning, exact accumulation, resume, engine contract, edge cases."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from accelerate import DistributedType
 from transformers import AutoModelForCausalLM
 
 from medreason.engines.base import Completion, GenerationEngine, SamplingParams
@@ -204,6 +206,11 @@ def test_inconsistent_settings_fail_at_construction(model_dir, tmp_path):
         DAPOTrainer(model_dir, _args(tmp_path, rewards=["overlong"]), _data(4))
     with pytest.raises(ValueError, match="rollout_engine"):
         DAPOTrainer(model_dir, _args(tmp_path, rollout_backend="vllm"), _data(4))
+    config = AutoModelForCausalLM.from_pretrained(model_dir).config
+    with torch.device("meta"):  # as FSDP's cpu_ram_efficient_loading leaves ranks other than 0
+        on_meta = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(ValueError, match="fsdp_cpu_ram_efficient_loading"):
+        DAPOTrainer(on_meta, _args(tmp_path, kl_coef=0.1), _data(4), processing_class=_TOKENIZER)
 
 
 def test_kl_penalty_runs_against_a_frozen_reference(model_dir, tmp_path):
@@ -224,3 +231,15 @@ def test_checkpoint_rotation_keeps_the_newest(model_dir, tmp_path):
     trainer.train()
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert trainer.latest_checkpoint() == tmp_path / "checkpoint-3"
+
+
+@pytest.mark.parametrize(("distributed_type", "fsdp2", "message"), [
+    (DistributedType.DEEPSPEED, False, "does not run under DeepSpeed.*fsdp2_8gpu.yaml"),
+    (DistributedType.FSDP, False, "FSDP2 only.*fsdp_version: 2"),
+])
+def test_launches_without_a_dapo_path_fail_with_the_config_to_use(distributed_type, fsdp2, message):
+    launch = SimpleNamespace(accelerator=SimpleNamespace(distributed_type=distributed_type, is_fsdp2=fsdp2))
+    with pytest.raises(ValueError, match=message):
+        DAPOTrainer._check_distributed_type(launch)
+    DAPOTrainer._check_distributed_type(SimpleNamespace(accelerator=SimpleNamespace(
+        distributed_type=DistributedType.FSDP, is_fsdp2=True)))  # FSDP2 passes
