@@ -143,8 +143,8 @@ def _run_rank(mode: str, model_dir: str, out: Path) -> None:
     counts: list[int] = []
     pack = dapo_trainer.pack_by_token_budget
 
-    def counting_pack(lengths, budget):
-        batches = pack(lengths, budget)
+    def counting_pack(lengths, budget, **kwargs):
+        batches = pack(lengths, budget, **kwargs)
         counts.append(len(batches))
         return batches
 
