@@ -1,7 +1,8 @@
 """DAPO training steps: time per phase (generate / old log-probs / reference / train) and peak memory.
 
 Each generation batch size runs in a fresh process, so its peak memory is its own (GPU: peak allocated;
-CPU: peak resident set). Memory must stay flat as the generation batch grows, because every
+CPU: peak resident set, with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors go back to the OS and
+the peak follows live memory rather than the allocator's fragmentation). Memory must stay flat as the generation batch grows, because every
 forward/backward pass takes one micro-batch of at most ``--token-budget`` tokens; ``--baseline`` also
 runs every size with an unbounded budget (one pass per mini-batch, as a loop without token-budget
 micro-batches would do), and prints how much each one's peak grows from the smallest batch to the largest.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -99,6 +101,8 @@ def main() -> None:
     print(f"# DAPO step time: shape={args.shape}, {device}, {args.num_generations} responses/prompt, "
           f"max_tokens={args.max_tokens}, median of {args.steps} steps")
     print(" | ".join(["budget", "prompts", *[p.split("/")[1] + "_s" for p in PHASES], "tokens/step", "peak_GiB"]))
+    if args.device == "cpu":
+        os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")  # inherited by every variant's process
     forwarded = [a for a in sys.argv[1:] if a != "--baseline"]
     budgets = [args.token_budget, UNBOUNDED] if args.baseline else [args.token_budget]
     for budget in budgets:
