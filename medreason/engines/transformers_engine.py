@@ -76,7 +76,8 @@ class TransformersEngine(GenerationEngine):
         model_name: Name used to key caches; default the path or ``config.name_or_path``.
         synced_gpus: Keep stepping until every rank's batch is done (``generate(synced_gpus=True)``), for a
             model sharded over ranks (FSDP2), where each forward is collective. Every rank must then
-            call :meth:`generate` as often and with as many prompts.
+            call :meth:`generate` as often and with as many prompts. ``None`` lets transformers decide
+            (on under ZeRO-3 and FSDP models it recognises).
 
     The model is put in eval mode for generation and its previous mode restored afterwards.
     ``Completion.token_ids`` holds the generated ids only, without padding, up to and including EOS.
@@ -96,7 +97,7 @@ class TransformersEngine(GenerationEngine):
         batch_size: int = 8,
         device: str | torch.device | None = None,
         model_name: str | None = None,
-        synced_gpus: bool = False,
+        synced_gpus: bool | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"TransformersEngine batch_size must be >= 1, got {batch_size}.")

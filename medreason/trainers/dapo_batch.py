@@ -76,6 +76,8 @@ def collate_packed(sequences: list[TrainingSequence]) -> dict[str, torch.Tensor]
     offset = 0
     for row, seq in enumerate(sequences):
         p, c = len(seq.prompt_ids), len(seq.completion_ids)
+        if p == 0:  # the first completion token is predicted by the prompt's last position
+            raise ValueError(f"Sequence {row} of the micro-batch has an empty prompt; every prompt needs >= 1 token.")
         ids.append(torch.cat([seq.prompt_ids, seq.completion_ids]))
         positions.append(torch.arange(p + c))
         logit_positions.append(torch.arange(offset + p - 1, offset + p + c - 1))

@@ -1,7 +1,8 @@
 """DAPO checkpoints: ``accelerate`` state plus the trainer state, written last, and their rotation.
 
 A checkpoint directory ``output_dir/checkpoint-<step>/`` holds what ``Accelerator.save_state`` writes
-(policy, optimizer, scheduler, RNG states of every rank; sharded under FSDP2) and ``trainer_state.json``
+(policy, optimizer, scheduler, RNG states of every rank; under FSDP2 sharded or full, as the accelerate
+config's ``fsdp_state_dict_type`` says) and ``trainer_state.json``
 (step and data position). The trainer state is written after everything else, so a directory without
 it was interrupted mid-save and is never resumed from.
 """

@@ -66,8 +66,8 @@ class DAPOConfig(TrainingArguments):
         filter_groups_metric (`str`, defaults to `"reward"`): ``"reward"`` (the final weighted reward) or the
             name of one reward function, e.g. ``"mcq_accuracy"`` (the DAPO paper filters on accuracy).
         max_num_gen_batches (`int`, defaults to `10`): Generation rounds allowed per step before failing; 0 = no limit.
-        micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response) per forward pass
-            and device; bounds memory regardless of batch sizes (default: two full-length sequences).
+        micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response; real tokens with
+            ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default: two full-length sequences).
         padding_free (`bool`, defaults to `False`): Pack each micro-batch's sequences back to back in one row,
             with no padding (``position_ids`` restart per sequence; transformers masks across them), so the
             budget counts real tokens only. Use it with ``attn_implementation: flash_attention_2`` (varlen
@@ -148,7 +148,7 @@ class DAPOConfig(TrainingArguments):
     )
     max_num_gen_batches: int = field(default=10, metadata={"help": "Generation rounds per step before failing (0 = no limit)."})
     micro_batch_token_budget: int = field(
-        default=28672, metadata={"help": "Padded tokens per forward/backward micro-batch and device."}
+        default=28672, metadata={"help": "Padded (padding_free: real) tokens per forward/backward micro-batch and device."}
     )
     padding_free: bool = field(
         default=False, metadata={"help": "Pack micro-batches without padding (best with flash_attention_2)."}

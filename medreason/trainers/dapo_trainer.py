@@ -140,7 +140,8 @@ class DAPOTrainer:
         model.config.use_cache = False
         self.ref_model = None
         if args.kl_coef > 0:
-            if any(parameter.is_meta for parameter in model.parameters()):
+            on_meta = torch.tensor([any(parameter.is_meta for parameter in model.parameters())], device=self.accelerator.device)
+            if gather(on_meta).any():  # every rank raises, not only those holding meta weights
                 raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but its weights are on the meta "
                                  "device here (FSDP's cpu_ram_efficient_loading): set fsdp_cpu_ram_efficient_loading: "
                                  "false in the accelerate config, or kl_coef=0 (the card's value).")
@@ -169,7 +170,7 @@ class DAPOTrainer:
         if engine is None and args.rollout_backend != "transformers":
             raise ValueError(f"rollout_backend={args.rollout_backend!r} needs engine=medreason.trainers.dapo_stage.rollout_engine(args, model_path).")
         self.engine = engine or TransformersEngine(self.policy, processing_class, args.transformers_generation_batch_size,
-                                                   synced_gpus=self.sharded and world > 1)
+                                                   synced_gpus=self.sharded or None)
         if not isinstance(self.engine, PromptEncoder):
             raise TypeError(f"{type(self.engine).__name__} has no encode_prompt(prompt) -> list[int]: add it; DAPO needs "
                             "the prompt ids the engine generated from to compute log-probabilities.")
@@ -490,8 +491,10 @@ class DAPOTrainer:
         Each bucket is gathered (collective under FSDP2) before the engine sees it, so an engine that
         ignores it on some ranks (server mode pushes from the main process only) cannot stall the others.
         """
-        for bucket in iter_weight_buckets(self.policy, int(self.args.weight_sync_bucket_mb * 2**20)):
+        for bucket in iter_weight_buckets(self.policy, int(self.args.weight_sync_bucket_mb * 2**20), parameters_only=True):
             self.engine.load_weights(bucket)
+        # Server mode pushes from the main process only: no rank may ask for the next rollouts before it is done.
+        self.accelerator.wait_for_everyone()
 
     def _update_metrics(self, totals: defaultdict[str, float | torch.Tensor]) -> dict[str, float]:
         """Token-weighted means of the loss metrics over all updates and ranks; loss and grad norm per update."""

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import torch
 from torch.distributed.tensor import DTensor
 
-# Wrapper modules insert these into parameter names (activation checkpointing, torch.compile, FSDP1).
-_WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
+# Wrapper modules insert these into parameter names (activation checkpointing, torch.compile).
+_WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.")
 DEFAULT_BUCKET_BYTES = 1 << 30
 
 
@@ -38,12 +38,14 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def iter_weight_buckets(
-    model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES
+    model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES, parameters_only: bool = False
 ) -> Iterator[list[tuple[str, torch.Tensor]]]:
     """Yield the state dict of ``model`` as lists of ``(HF name, full tensor)``, each at most ``bucket_bytes``.
 
-    A single tensor larger than ``bucket_bytes`` makes a bucket of its own. Tensors of an unsharded model
-    are the live ones (detached), not copies: consume each bucket before the next update.
+    ``parameters_only``: the parameters alone, each tied one once (what an inference engine loads; a tied
+    embedding is gathered once, not twice). A single tensor larger than ``bucket_bytes`` makes a bucket
+    of its own. Tensors of an unsharded model are the live ones (detached), not copies: consume each
+    bucket before the next update.
 
     >>> model = torch.nn.Linear(4, 2)
     >>> [[name for name, _ in bucket] for bucket in iter_weight_buckets(model, bucket_bytes=16)]
@@ -53,7 +55,8 @@ def iter_weight_buckets(
         raise ValueError(f"bucket_bytes must be >= 1, got {bucket_bytes}.")
     bucket: list[tuple[str, torch.Tensor]] = []
     size = 0
-    for name, tensor in model.state_dict().items():
+    tensors = model.named_parameters() if parameters_only else model.state_dict().items()
+    for name, tensor in tensors:
         nbytes = tensor.numel() * tensor.element_size()  # of the full tensor, also for a DTensor shard
         if bucket and size + nbytes > bucket_bytes:
             yield bucket

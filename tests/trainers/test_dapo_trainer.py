@@ -8,6 +8,7 @@ import torch
 from accelerate import DistributedType
 from transformers import AutoModelForCausalLM
 
+import medreason.trainers.dapo_trainer as dapo_trainer
 from medreason.engines.base import Completion, GenerationEngine, SamplingParams
 from medreason.testing import build_tiny_tokenizer, tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
@@ -81,25 +82,36 @@ def test_learning_rewarded_behaviour_rises(model_dir, tmp_path):
     assert trainer.log_history[-1]["optimizer_updates"] == 2  # 4 prompt groups / mini-batches of 2
 
 
-def test_micro_batch_layouts_give_the_same_update(model_dir, tmp_path):
+def test_micro_batch_layouts_give_the_same_update(model_dir, tmp_path, monkeypatch):
     layouts = {
         "one padded micro-batch per mini-batch": dict(micro_batch_token_budget=10**6),
         "one or two sequences per micro-batch": dict(micro_batch_token_budget=100),
         "padding-free, all in one row": dict(micro_batch_token_budget=10**6, padding_free=True),
         "padding-free, two or three per row": dict(micro_batch_token_budget=150, padding_free=True),
     }
+    pack, counts = dapo_trainer.pack_by_token_budget, []
+
+    def counting_pack(lengths, budget, **kwargs):
+        counts.append(len(pack(lengths, budget, **kwargs)))
+        return pack(lengths, budget, **kwargs)
+
+    monkeypatch.setattr(dapo_trainer, "pack_by_token_budget", counting_pack)
     results = {}
     for name, layout in layouts.items():
-        args = _args(tmp_path / name.replace(" ", "_"), max_steps=1, mini_batch_size=4, learning_rate=1e-4, **layout)
+        counts.clear()
+        # Two updates per step: the second one's ratios differ from 1, so clipping and KL are exercised too.
+        args = _args(tmp_path / name.replace(" ", "_"), max_steps=1, mini_batch_size=2, learning_rate=1e-4, **layout)
         trainer = DAPOTrainer(model_dir, args, _data(), reward_funcs=[letter_a_reward])
         trainer.train()
-        results[name] = (trainer.log_history[-1], _params(trainer))
-    (reference, params_reference), *others = results.values()
-    for name, (metrics, params) in zip(list(results)[1:], others, strict=True):
-        for key in ("loss", "grad_norm", "entropy", "ratio_mean", "approx_kl"):
+        results[name] = (trainer.log_history[-1], _params(trainer), max(counts))
+    (reference, params_reference, _), *others = results.values()
+    assert abs(reference["approx_kl"]) > 1e-6  # the policy moved between the two updates
+    for name, (metrics, params, most_micro_batches) in zip(list(results)[1:], others, strict=True):
+        assert (most_micro_batches > 1) == ("all in one row" not in name), name
+        for key in ("loss", "grad_norm", "entropy", "ratio_mean", "approx_kl", "clip_fraction_low", "clip_fraction_high"):
             assert metrics[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6), (name, key)
-        for param in params_reference:
-            torch.testing.assert_close(params[param], params_reference[param], rtol=1e-5, atol=1e-6, msg=f"{name}: {param}")
+        for param in params_reference:  # atol lr/10: Adam turns float noise in a near-zero gradient into +-lr
+            torch.testing.assert_close(params[param], params_reference[param], rtol=1e-5, atol=1e-5, msg=lambda m, where=f"{name}: {param}": f"{where}: {m}")
 
 
 def test_resume_reproduces_the_uninterrupted_run(model_dir, tmp_path):
@@ -158,7 +170,7 @@ class _FakeVLLM(GenerationEngine):
 
     def load_weights(self, weights):
         self.calls.append("load_weights")
-        self.weights = {name: tensor.detach().clone() for name, tensor in weights}
+        self.weights.update((name, tensor.detach().clone()) for name, tensor in weights)
 
     def sleep(self):
         self.calls.append("sleep")
@@ -176,9 +188,9 @@ def test_engine_contract_weight_sync_and_sleep(model_dir, tmp_path):
     rounds = [int(m["generation_rounds"]) for m in trainer.log_history]
     expected = [call for r in rounds for call in ["generate"] * r + ["sleep", "wake_up", "load_weights"]]
     assert engine.calls == expected
-    state = trainer.policy.state_dict()
-    assert set(engine.weights) == set(state)
-    for name, value in state.items():
+    parameters = dict(trainer.policy.named_parameters())  # each tied weight once, as vLLM loads them
+    assert set(engine.weights) == set(parameters)
+    for name, value in parameters.items():
         assert torch.equal(engine.weights[name], value), name
 
 
