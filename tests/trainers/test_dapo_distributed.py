@@ -195,7 +195,13 @@ def _run_rank(mode: str, model_dir: str, out: Path) -> None:
         result["sharded"].append(sampled.sharded)
     if rank == 0:
         (out / "result.json").write_text(json.dumps(result))
-    torch.distributed.destroy_process_group()
+    torch.distributed.barrier()  # every rank is done with every collective
+    # Leave without interpreter teardown: under load, gloo's groups from fully_shard's device mesh
+    # occasionally abort the process in their destructors ("terminate called without an active
+    # exception") after all work is done and written, which would fail the run for nothing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
