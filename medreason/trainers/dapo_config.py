@@ -67,7 +67,8 @@ class DAPOConfig(TrainingArguments):
             name of one reward function, e.g. ``"mcq_accuracy"`` (the DAPO paper filters on accuracy).
         max_num_gen_batches (`int`, defaults to `10`): Generation rounds allowed per step before failing; 0 = no limit.
         micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response; real tokens with
-            ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default: two full-length sequences).
+            ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default:
+            two full-length sequences).
         padding_free (`bool`, defaults to `False`): Pack each micro-batch's sequences back to back in one row,
             with no padding (``position_ids`` restart per sequence; transformers masks across them), so the
             budget counts real tokens only. Use it with ``attn_implementation: flash_attention_2`` (varlen
