@@ -170,7 +170,7 @@ class DAPOTrainer:
         self._check_distributed_type()
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.policy = self.accelerator.unwrap_model(self.model)
-        # FSDP2: every forward all-gathers parameters, so all ranks must run as many forwards.
+        # FSDP2: forwards are collective (generation steps in sync) and gradients are reduce-scattered per micro-batch.
         self.sharded = is_sharded(self.policy)
         if engine is None and args.rollout_backend != "transformers":
             raise ValueError(f"rollout_backend={args.rollout_backend!r} needs engine=medreason.trainers.dapo_stage.rollout_engine(args, model_path).")
