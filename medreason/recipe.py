@@ -8,51 +8,59 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-from medreason.stage_context import StageContext
+from medreason.curate.stage import CurateConfig, curate_stage_config, run_curate_stage
+from medreason.eval.stage import EvalConfig, eval_stage_config, run_eval_stage
+from medreason.stage_context import StageContext, StageSpec
+from medreason.synth.stage import SynthStageConfig, run_synth_stage, synth_stage_config
+from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig
+from medreason.trainers.dapo_config import DAPOConfig
+from medreason.trainers.dapo_stage import dapo_stage_config, run_dapo_stage
+from medreason.trainers.dpo_config import DPOConfig
+from medreason.trainers.dpo_stage import dpo_stage_config, run_dpo_stage
+from medreason.trainers.sft_stage import run_sft_stage, sft_stage_config
+from medreason.utils.config_errors import ConfigError, FieldError
 
 
 @dataclass(frozen=True)
 class StageKind:
-    """A kind of stage: the function that runs it and the config class of its settings block.
+    """A kind of stage: its config class, how a recipe stage becomes one, and the function that runs it.
 
     Args:
-        runner: ``"module:function"`` taking a :class:`StageContext` and returning the final model dir.
-        config_class: ``"module:Class"`` whose dataclass fields are the valid keys of ``block``.
+        config_class: The kind's one config object; its init fields are the valid keys of ``block``.
+        build_config: Builds (and so checks) the config object from a :class:`StageSpec`.
+        run: Takes a :class:`StageContext` carrying that object and returns the model the next stage starts from.
         block: The stage key holding its settings: ``trainer`` for training stages, ``evaluate`` for eval.
+
+    Adding a stage kind: write ``<kind>_stage_config(spec)`` and ``run_<kind>_stage(context)`` in the
+    package the kind belongs to, and add one entry to :data:`STAGE_KINDS` (docs/recipes.md).
     """
 
-    runner: str
-    config_class: str
+    config_class: type
+    build_config: Callable[[StageSpec], Any]
+    run: Callable[[StageContext], Path]
     block: str = "trainer"
 
-    def load_runner(self) -> Callable[[StageContext], Path]:
-        module, name = self.runner.split(":")
-        return getattr(importlib.import_module(module), name)
-
-    def load_config_class(self) -> type:
-        module, name = self.config_class.split(":")
-        return getattr(importlib.import_module(module), name)
-
     def fields(self) -> set[str]:
-        return {f.name for f in dataclasses.fields(self.load_config_class()) if f.init}
+        """The keys a stage's settings block may hold."""
+        return {f.name for f in dataclasses.fields(self.config_class) if f.init}
 
 
 STAGE_KINDS: dict[str, StageKind] = {
-    "sft": StageKind("medreason.trainers.sft_stage:run_sft_stage", "medreason.trainers:CurriculumSFTConfig"),
-    "dpo": StageKind("medreason.trainers.dpo_stage:run_dpo_stage", "medreason.trainers:DPOConfig"),
-    "dapo": StageKind("medreason.trainers.dapo_stage:run_dapo_stage", "medreason.trainers:DAPOConfig"),
-    "eval": StageKind("medreason.eval.stage:run_eval_stage", "medreason.eval.stage:EvalStageConfig", "evaluate"),
-    "curate": StageKind("medreason.curate.stage:run_curate_stage", "medreason.curate.stage:CurateStageConfig", "curate"),
-    "synth": StageKind("medreason.synth.stage:run_synth_stage", "medreason.synth.stage:SynthStageConfig", "synth"),
+    "sft": StageKind(CurriculumSFTConfig, sft_stage_config, run_sft_stage),
+    "dpo": StageKind(DPOConfig, dpo_stage_config, run_dpo_stage),
+    "dapo": StageKind(DAPOConfig, dapo_stage_config, run_dapo_stage),
+    "eval": StageKind(EvalConfig, eval_stage_config, run_eval_stage, "evaluate"),
+    "curate": StageKind(CurateConfig, curate_stage_config, run_curate_stage, "curate"),
+    "synth": StageKind(SynthStageConfig, synth_stage_config, run_synth_stage, "synth"),
 }
 """The stage kinds this version can run."""
 
@@ -66,7 +74,7 @@ SETTINGS_BLOCKS = tuple(sorted({kind.block for kind in STAGE_KINDS.values()}))
 STAGE_FIELDS = ("kind", "data", "init_from", "reference_from", *SETTINGS_BLOCKS)
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A run config that cannot run; the message names the field and the fix."""
 
 
@@ -85,28 +93,79 @@ def selected_stages(cfg: DictConfig) -> list[str]:
     return [cfg.stage]
 
 
-def validate_run_config(cfg: DictConfig) -> None:
-    """Check the whole run config; raise :class:`RecipeError` naming the first problem and its fix."""
+def validate_run_config(cfg: DictConfig, check_hardware: bool = False) -> dict[str, Any]:
+    """Check the whole run config and build the config object of every selected stage.
+
+    Every type, range and cross-field check of every selected stage runs here, before any model,
+    data or server is touched.
+
+    Args:
+        cfg: The composed run config.
+        check_hardware: Also check that this machine can run the settings (``bf16`` needs a GPU). Off
+            for dry runs, so a GPU recipe validates on a CPU login node.
+
+    Returns:
+        Stage name -> its kind's config object (:attr:`StageKind.config_class`).
+
+    Raises:
+        RecipeError: naming the full key path of the first problem, the bad value and the fix.
+    """
     names = stage_names(cfg)
     if not names:
         raise RecipeError("The config has no stages. Pick a recipe: python -m medreason.train +recipe=tiny")
     selected = selected_stages(cfg)
     for name in names:
         stage = cfg.stages[name]
+        kind = stage.get("kind")
+        if kind is None:
+            known = [n for n in names if cfg.stages[n].get("kind") is not None]
+            raise RecipeError(f"stages.{name} is not a stage of this recipe (it has no kind).{_did_you_mean(name, known)}")
         unknown = set(stage) - set(STAGE_FIELDS)
         if unknown:
             raise RecipeError(f"stages.{name} has unknown keys {sorted(unknown)}; valid keys are {STAGE_FIELDS}.")
-        kind = stage.get("kind")
         if kind not in STAGE_KINDS:
             raise RecipeError(f"stages.{name}.kind={kind!r} is unknown; choose one of {sorted(STAGE_KINDS)}.")
-    for name in selected:
-        _validate_stage(cfg, name, cfg.stages[name])
+    _validate_run_wide_trainer(cfg)
     if cfg.model.name_or_path is None and cfg.model.tiny_family is None:
         raise RecipeError("model.name_or_path is not set: give a hub id or local directory (or model=tiny).")
+    return {name: build_stage_config(cfg, name, check_hardware) for name in selected}
 
 
-def _validate_stage(cfg: DictConfig, name: str, stage: DictConfig) -> None:
-    data = stage.get("data") or {}
+def build_stage_config(cfg: DictConfig, name: str, check_hardware: bool = True) -> Any:
+    """Check stage ``name``'s keys and data block, then build its kind's config object.
+
+    Raises:
+        RecipeError: naming the full key path, the bad value and the fix.
+    """
+    stage = cfg.stages[name]
+    kind = STAGE_KINDS[stage.kind]
+    _validate_data(name, stage.get("data") or {})
+    for block in set(SETTINGS_BLOCKS) - {kind.block}:
+        if stage.get(block):
+            raise RecipeError(f"stages.{name}.{block} does not apply to {stage.kind} stages; use stages.{name}.{kind.block}.")
+    own = OmegaConf.to_container(stage.get(kind.block) or {}, resolve=True)
+    valid = kind.fields()
+    for key in own:
+        if key not in valid:
+            raise RecipeError(
+                f"stages.{name}.{kind.block}.{key} is not a field of {stage.kind} stages.{_did_you_mean(key, valid)}"
+            )
+    run_wide = _run_wide_overrides(cfg, valid) if kind.block == "trainer" else {}
+    settings = {**own, **run_wide}
+    if kind.block == "trainer" and not check_hardware and not torch.cuda.is_available():
+        settings["use_cpu"] = True  # bf16 and friends are checked against the GPU when the run starts
+    spec = StageSpec(name, settings, stage.get("data"), Path(cfg.output_dir) / name, cfg)
+    try:
+        return kind.build_config(spec)
+    except FieldError as error:
+        field = error.field.split(".")[0]
+        prefix = "trainer" if field in run_wide else f"stages.{name}.{kind.block}"
+        raise RecipeError(str(error.at(prefix))) from error
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"stages.{name}.{kind.block}: {error}") from error
+
+
+def _validate_data(name: str, data: DictConfig | dict) -> None:
     unknown = set(data) - set(DATA_FIELDS)
     if unknown:
         raise RecipeError(f"stages.{name}.data has unknown keys {sorted(unknown)}; valid keys are {DATA_FIELDS}.")
@@ -117,39 +176,32 @@ def _validate_stage(cfg: DictConfig, name: str, stage: DictConfig) -> None:
         )
     if data.get("builtin") not in (None, "tiny"):
         raise RecipeError(f"stages.{name}.data.builtin={data.builtin!r} is unknown; the built-in dataset is 'tiny'.")
-    kind = STAGE_KINDS[stage.kind]
-    for block in set(SETTINGS_BLOCKS) - {kind.block}:
-        if stage.get(block):
-            raise RecipeError(f"stages.{name}.{block} does not apply to {stage.kind} stages; use stages.{name}.{kind.block}.")
-    settings = merged_trainer_args(cfg, name) if kind.block == "trainer" else stage.get(kind.block) or {}
-    valid = kind.fields()
-    for key in settings:
-        if key not in valid:
-            close = difflib.get_close_matches(key, sorted(valid), n=3)
-            hint = f" Did you mean {close}?" if close else ""
-            raise RecipeError(f"stages.{name}.{kind.block}.{key} is not a field of {stage.kind} stages.{hint}")
-    if kind.block != "trainer":  # plain settings dataclasses: build them to run their own checks
-        try:
-            kind.load_config_class()(**OmegaConf.to_container(settings, resolve=True))
-        except (TypeError, ValueError) as error:
-            raise RecipeError(f"stages.{name}.{kind.block}: {error}") from error
+
+
+def _validate_run_wide_trainer(cfg: DictConfig) -> None:
+    """Every run-wide ``trainer.KEY`` must be a field of at least one training stage kind."""
+    fields = set().union(*(kind.fields() for kind in STAGE_KINDS.values() if kind.block == "trainer"))
+    for key, value in OmegaConf.to_container(cfg.trainer, resolve=True).items():
+        if value is not None and key not in fields:
+            raise RecipeError(
+                f"trainer.{key}={value!r} is not a field of any trainer (sft, dpo, dapo).{_did_you_mean(key, fields)}"
+            )
+
+
+def _did_you_mean(key: str, valid: set[str] | list[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(valid), n=3)
+    return f" Did you mean {close}?" if close else ""
 
 
 def _is_unset(node: DictConfig, key: str) -> bool:
-    """Whether ``node[key]`` is ``???`` or interpolates to a ``???`` value."""
+    """Whether ``node[key]`` is missing, null, ``???`` or interpolates to a ``???`` value."""
     try:
-        node[key]
+        return node.get(key) in (None, "")
     except (MissingMandatoryValue, InterpolationToMissingValueError):
         return True
-    return False
 
 
-def merged_trainer_args(cfg: DictConfig, name: str) -> dict[str, Any]:
-    """A stage's trainer arguments: its own block, then the run-wide non-null ``trainer`` overrides
-    that the stage's kind has (``trainer.max_length`` reaches SFT and DPO stages, not DAPO's)."""
-    own = OmegaConf.to_container(cfg.stages[name].get("trainer") or {}, resolve=True)
-    valid = STAGE_KINDS[cfg.stages[name].kind].fields()
-    overrides = {
-        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None and k in valid
-    }
-    return {**own, **overrides}
+def _run_wide_overrides(cfg: DictConfig, valid: set[str]) -> dict[str, Any]:
+    """The run-wide non-null ``trainer`` overrides whose key is in ``valid``."""
+    return {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None and k in valid}
+

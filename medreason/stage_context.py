@@ -4,7 +4,8 @@ A recipe is an ordered list of stages (``sft → dapo``, ``sft_all → … → d
 :mod:`medreason.train` resolves where each stage starts from and where it writes, then calls the
 stage kind's ``run_<kind>_stage(context)``. Training stages write their model (and tokenizer) to
 ``context.final_dir``; data and evaluation stages write their outputs and hand on the model they were
-given. Every stage writes a ``stage_complete.json`` marker last, naming the model the next stage
+given. Each stage kind builds its one config object from a :class:`StageSpec` when the recipe is
+validated, before anything runs; the context carries that object to the stage. Every stage writes a ``stage_complete.json`` marker last, naming the model the next stage
 starts from, so a rerun with ``resume=true`` skips finished stages.
 """
 
@@ -19,8 +20,30 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from medreason.utils.config_errors import ConfigError
+
 COMPLETE_MARKER = "stage_complete.json"
 FAILED_NOTE = "stage_failed.txt"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage as the recipe declares it: what a stage kind's config builder reads.
+
+    Args:
+        name: The stage's name in the recipe.
+        settings: The kind's settings block (``trainer``, ``evaluate``, ``curate`` or ``synth``) as a
+            plain dict; for training stages the run-wide ``trainer`` overrides are merged in.
+        data: The stage's ``data`` block, or ``None``.
+        output_dir: The stage's directory.
+        run_cfg: The whole run config (``run_name``, ``seed``, the ``model`` block).
+    """
+
+    name: str
+    settings: dict[str, Any]
+    data: DictConfig | None
+    output_dir: Path
+    run_cfg: DictConfig
 
 
 @dataclass
@@ -30,8 +53,7 @@ class StageContext:
     Args:
         name: The stage's name in the recipe (``sft_internal_medicine``).
         kind: What runs it (``sft``, ``dpo``, ``dapo``, ``eval``, ``curate``, ``synth``).
-        cfg: The stage's own config block as the recipe wrote it; training stages merge the run-wide
-            ``trainer`` overrides over it with :func:`medreason.recipe.merged_trainer_args`.
+        cfg: The stage's own config block as the recipe wrote it (its ``data`` block is read from here).
         model_path: Hub id or local directory the stage starts from (the model the previous stage handed on).
         reference_path: The model a stage compares against (DPO's reference): the stage's
             ``reference_from`` key, else ``model_path``.
@@ -39,6 +61,8 @@ class StageContext:
         resume: Continue from the last checkpoint in ``output_dir`` when there is one.
         seed: Run-wide seed.
         run_cfg: The whole resolved run config (model loading options, report_to, …).
+        config: The stage kind's config object, built and checked when the recipe was validated
+            (``CurriculumSFTConfig``, ``DPOConfig``, ``DAPOConfig``, ``EvalConfig``, ``CurateConfig``, ``SynthStageConfig``).
     """
 
     name: str
@@ -50,6 +74,7 @@ class StageContext:
     resume: bool
     seed: int
     run_cfg: DictConfig
+    config: Any
 
     @property
     def final_dir(self) -> Path:
@@ -79,6 +104,39 @@ def read_completion_marker(output_dir: Path) -> dict[str, Any] | None:
     """The marker a finished stage wrote to ``output_dir``, or ``None`` if it has not finished."""
     path = output_dir / COMPLETE_MARKER
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+class StageStateError(ConfigError):
+    """A stage directory already holds a run, and neither resume nor overwrite says what to do with it."""
+
+
+def finished_stage(output_dir: Path, name: str, resume: bool, overwrite: bool = False) -> dict[str, Any] | None:
+    """Decide what to do with stage ``name`` in ``output_dir``: the one rule every curriculum follows, a
+    recipe's stage list and a :class:`~medreason.trainers.CurriculumSFTTrainer`'s stages alike.
+
+    Returns:
+        The completion marker of a finished stage to skip (``resume``), or ``None`` to train the stage
+        (from its last checkpoint when ``resume``; from scratch with ``overwrite``, the caller clears the directory).
+
+    Raises:
+        StageStateError: the stage finished, or left checkpoints, and neither ``resume`` nor ``overwrite`` is set.
+    """
+    marker = read_completion_marker(output_dir)
+    if overwrite:
+        return None
+    if marker is not None:
+        if not resume:
+            raise StageStateError(
+                f"Stage {name!r} already finished in {output_dir}. Pass resume=true (resume_from_checkpoint=True "
+                "from Python) to skip it, overwrite=true to train it again, or choose another output_dir."
+            )
+        return marker
+    if any(output_dir.glob("checkpoint-*")) and not resume:
+        raise StageStateError(
+            f"Stage {name!r} has checkpoints of an unfinished run in {output_dir}. Pass resume=true to continue "
+            "it, overwrite=true to start over, or choose another output_dir."
+        )
+    return None
 
 
 def run_on_main_process(context: StageContext, work: Callable[[], dict[str, Any]], poll_seconds: float = 10.0) -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 
 from medreason.config import config_dir
 from medreason.recipe import STAGE_KINDS, RecipeError, selected_stages, stage_names, validate_run_config
-from medreason.stage_context import FAILED_NOTE, StageContext, read_completion_marker
+from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
+from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.logging import configure_logging, get_logger
 
 logger = get_logger(__name__)
@@ -35,11 +37,11 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     """Validate ``cfg`` and train its selected stages; return each trained stage's final directory."""
     configure_logging(cfg.log_level)
     if cfg.dry_run:
-        _print_plan(cfg)
         validate_run_config(cfg)
+        _print_plan(cfg)
         print("# config is valid")  # noqa: T201
         return {}
-    validate_run_config(cfg)
+    configs = validate_run_config(cfg, check_hardware=True)
     state = PartialState()
     output_dir = Path(cfg.output_dir)
     if state.is_main_process:
@@ -56,21 +58,11 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         stage_dir = output_dir / name
         start = stage.get("init_from") or _previous_final(cfg, names, name, output_dir) or model_path
         starts[name] = str(start)
-        marker = read_completion_marker(stage_dir)
-        if marker is not None and not cfg.overwrite:
-            if not cfg.resume:
-                raise RecipeError(
-                    f"Stage {name!r} already finished in {stage_dir}. Pass resume=true to skip it, "
-                    "overwrite=true to train it again, or choose another output_dir."
-                )
+        marker = finished_stage(stage_dir, name, bool(cfg.resume), bool(cfg.overwrite))
+        if marker is not None:
             logger.info("Stage %r already finished; skipping (resume=true)", name)
             finals[name] = Path(marker["final_dir"])
             continue
-        if marker is None and any(stage_dir.glob("checkpoint-*")) and not (cfg.resume or cfg.overwrite):
-            raise RecipeError(
-                f"Stage {name!r} has checkpoints of an unfinished run in {stage_dir}. Pass resume=true to "
-                "continue it, overwrite=true to start over, or choose another output_dir."
-            )
         if state.is_main_process:
             if cfg.overwrite and stage_dir.exists():
                 shutil.rmtree(stage_dir)
@@ -79,11 +71,11 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         context = StageContext(
             name=name, kind=stage.kind, cfg=stage, model_path=str(start),
             reference_path=str(stage.get("reference_from") or start),
-            output_dir=stage_dir, resume=bool(cfg.resume), seed=cfg.seed, run_cfg=cfg,
+            output_dir=stage_dir, resume=bool(cfg.resume), seed=cfg.seed, run_cfg=cfg, config=configs[name],
         )
         logger.info("Stage %r (%s) starting from %s", name, stage.kind, start)
         started = time.perf_counter()
-        finals[name] = STAGE_KINDS[stage.kind].load_runner()(context)
+        finals[name] = STAGE_KINDS[stage.kind].run(context)
         seconds[name] = round(time.perf_counter() - started, 2)
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
@@ -116,7 +108,7 @@ def _previous_final(cfg: DictConfig, names: list[str], name: str, output_dir: Pa
     if cfg.stage is not None:
         raise RecipeError(
             f"stage={name} starts from stage {previous!r}, which has not finished in {output_dir / previous}. "
-            f"Run stage={previous} first, or set stages.{name}.init_from=PATH_OR_HUB_ID."
+            f"Run stage={previous} first, or start from a model: ++stages.{name}.init_from=PATH_OR_HUB_ID"
         )
     return output_dir / previous / "final"
 
@@ -151,9 +143,16 @@ def _print_plan(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
+@reported_user_errors("medreason.train")
+def _main(cfg: DictConfig) -> None:
     run(cfg)
+
+
+def main() -> None:
+    """``python -m medreason.train`` / ``medreason-train``: Hydra with the run-wide ``trainer.*`` and
+    ``stages.*`` overrides added rather than refused, so that validation names a typo with close matches."""
+    sys.argv = force_add_overrides(sys.argv, ("trainer", "stages"))
+    _main()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """Every recipe composes, validates and carries its model card's values."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from card_values import CARDS
 from hydra import compose, initialize_config_dir
 
 from medreason.config import config_dir
 from medreason.recipe import (
     STAGE_KINDS,
     RecipeError,
-    merged_trainer_args,
     selected_stages,
     validate_run_config,
 )
@@ -58,93 +59,51 @@ def test_every_stage_of_every_recipe_validates(recipe):
         validate_run_config(staged)
 
 
-@pytest.mark.parametrize(
-    ("recipe", "stage", "expected"),
-    [
-        ("ii_medical_8b", "sft", dict(max_length=16378, global_batch_size=128, learning_rate=5e-5, num_train_epochs=8)),
-        ("ii_medical_7b_preview", "sft", dict(max_length=16378, global_batch_size=128, learning_rate=5e-5, num_train_epochs=4)),
-        ("reasonmed_7b", "sft", dict(num_train_epochs=3)),
-        ("finemedlm_o1", "sft_all", dict(learning_rate=3e-5, num_train_epochs=2, global_batch_size=256)),
-        ("finemedlm_o1", "sft_internal_medicine", dict(learning_rate=5e-6, num_train_epochs=2, global_batch_size=128)),
-        ("finemedlm_o1", "sft_endocrinology", dict(learning_rate=5e-6, num_train_epochs=1, global_batch_size=128)),
-        ("finemedlm_o1", "o1_sft", dict(learning_rate=5e-7, num_train_epochs=2, global_batch_size=64, max_length=8192)),
-        ("finemedlm_o1", "dpo", dict(beta=0.1, num_train_epochs=1, learning_rate=5e-7, global_batch_size=64, max_length=8192)),
-    ],
-)
-def test_card_hyperparameters_are_in_the_resolved_config(recipe, stage, expected):
-    args = merged_trainer_args(load(recipe), stage)
-    assert {key: args[key] for key in expected} == expected
+def value_at(obj, path):
+    """``obj.a.b`` / ``obj["a"]["b"]`` for ``path="a.b"``; ``curriculum`` is an SFT config's one curriculum stage."""
+    for key in path.split("."):
+        if key == "curriculum":
+            (obj,) = obj.stages
+        else:
+            obj = obj[key] if isinstance(obj, dict) or hasattr(obj, "keys") else getattr(obj, key)
+    return obj.value if hasattr(obj, "value") and not isinstance(obj, (int, float, str)) else obj
 
 
-def test_finemedlm_o1_curriculum_matches_the_paper():
+@pytest.mark.parametrize(("recipe", "stage"), [(r, s) for r, stages in CARDS.items() for s in stages if s != "model"])
+def test_card_values_reach_the_built_stage_config(recipe, stage):
+    config = validate_run_config(load(recipe))[stage]
+    expected = CARDS[recipe][stage]
+    assert {key: value_at(config, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("recipe", list(CARDS))
+def test_card_base_models(recipe):
+    model = load(recipe).model
+    expected = CARDS[recipe]["model"]
+    assert {key: value_at(model, key) for key in expected} == expected
+
+
+def test_finemedlm_o1_launch_and_ttt_corpus():
     cfg = load("finemedlm_o1")
-    assert cfg.model.name_or_path == "meta-llama/Llama-3.1-8B"
-    assert cfg.model.config_overrides.attention_dropout == 0.1
     assert (cfg.launch.accelerate_config, cfg.launch.num_processes) == ("zero3_4gpu", 4)
-    for name, samples, data_filter in [
-        ("sft_all", 200000, None),
-        ("sft_internal_medicine", 36000, {"department": "Internal Medicine"}),
-        ("sft_endocrinology", 11000, {"subdepartment": "Endocrinology"}),
-    ]:
-        data, args = cfg.stages[name].data, merged_trainer_args(cfg, name)
-        assert data.max_samples == samples and data.eval_fraction == 0.1 and data.path == "finemed.jsonl"
-        assert (dict(data.filter) if data.filter else None) == data_filter
-        assert (args["max_length"], args["warmup_steps"], args["lr_scheduler_type"]) == (1024, 0.1, "cosine")
-        assert (args["weight_decay"], args["bf16"], args["optim"]) == (0.01, True, "adamw_torch")
-    assert cfg.stages.o1_sft.data.max_samples == 17000
-
-
-@pytest.mark.parametrize("recipe", ["ii_medical_7b_preview", "ii_medical_8b"])
-def test_dapo_stage_carries_the_ii_medical_rl_card_values(recipe):
-    args = merged_trainer_args(load(recipe), "dapo")
-    card = dict(
-        max_prompt_length=2048, max_completion_length=12288, overlong_buffer_length=4096, overlong_penalty_factor=1.0,
-        clip_ratio_low=0.2, clip_ratio_high=0.28, train_prompt_batch_size=512, gen_prompt_batch_size=1536,
-        mini_batch_size=32, num_generations=16, temperature=1.0, top_p=1.0, top_k=-1, learning_rate=1e-6,
-        warmup_steps=10, weight_decay=0.1, loss_agg_mode="token-mean", max_grad_norm=1.0, entropy_coeff=0.0,
-        dynamic_sampling=True, rollout_backend="vllm",
-    )
-    assert {key: args[key] for key in card} == card
-
-
-def test_finemedlm_o1_evaluates_with_test_time_training_at_card_values():
-    evaluate = load("finemedlm_o1").stages.eval_ttt.evaluate
-    ttt = evaluate.ttt
-    assert (evaluate.suite, evaluate.backend) == ("finemedlm", "transformers")
-    assert (ttt.k, ttt.mode, ttt.encoder) == (1, "full", "BAAI/bge-large-en-v1.5")
-    assert (ttt.learning_rate, ttt.epochs, ttt.max_length, ttt.weight_decay) == (5e-7, 2, 8192, 0.01)  # o1 SFT stage
-    assert ttt.corpus_path == "o1.jsonl"  # the long-form reasoning subset the o1 SFT stage trains on
-    with pytest.raises(RecipeError, match="ttt has unknown keys \\['lr'\\]"):
-        validate_run_config(load("finemedlm_o1", "stage=eval_ttt", "+stages.eval_ttt.evaluate.ttt.lr=1"))
-
-
-def test_card_evaluation_settings():
-    for recipe, suite in [("ii_medical_8b", "ii_medical"), ("reasonmed_7b", "reasonmed"), ("finemedlm_o1", "finemedlm")]:
-        evaluate = load(recipe).stages.eval.evaluate
-        assert (evaluate.suite, evaluate.temperature, evaluate.top_p, evaluate.backend) == (suite, 0.6, 0.9, "vllm")
-
-
-def test_base_models_of_the_cards():
-    assert load("ii_medical_8b").model.name_or_path == "Qwen/Qwen3-8B"
-    assert load("ii_medical_7b_preview").model.name_or_path == "Qwen/Qwen2.5-7B-Instruct"
-    reasonmed = load("reasonmed_7b")
-    assert reasonmed.model.name_or_path == "Qwen/Qwen2.5-7B"
-    assert (reasonmed.stages.sft.data.format, reasonmed.stages.sft.data.target) == ("question_cot_response", "think_response")
+    assert cfg.stages.sft_all.data.path == "finemed.jsonl"
+    # TTT retrieves from the long-form reasoning subset the o1 SFT stage trains on.
+    assert validate_run_config(load("finemedlm_o1"))["eval_ttt"].ttt["corpus_path"] == "o1.jsonl"
 
 
 def test_run_wide_trainer_overrides_reach_every_stage_and_stage_selects_one():
-    cfg = load("finemedlm_o1", "trainer.learning_rate=1e-5", "stage=sft_internal_medicine")
-    assert {merged_trainer_args(cfg, name)["learning_rate"] for name in ["sft_all", "o1_sft"]} == {1e-5}
-    assert selected_stages(cfg) == ["sft_internal_medicine"]
-    assert merged_trainer_args(load("tiny", "stages.sft_all.trainer.num_train_epochs=9"), "sft_all")["num_train_epochs"] == 9
+    cfg = load("finemedlm_o1", "trainer.learning_rate=1e-5")
+    configs = validate_run_config(cfg)
+    assert {configs[name].learning_rate for name in ["sft_all", "o1_sft", "dpo"]} == {1e-5}
+    assert list(validate_run_config(load("finemedlm_o1", "stage=sft_internal_medicine"))) == ["sft_internal_medicine"]
+    assert validate_run_config(load("tiny", "stages.sft_all.trainer.num_train_epochs=9"))["sft_all"].num_train_epochs == 9
 
 
 def test_run_wide_overrides_reach_only_the_stage_kinds_that_have_the_field():
-    cfg = load("ii_medical_8b", "trainer.max_length=8192", "trainer.learning_rate=2e-6")
-    validate_run_config(cfg)
-    assert merged_trainer_args(cfg, "sft")["max_length"] == 8192
-    assert "max_length" not in merged_trainer_args(cfg, "dapo")  # DAPO has max_prompt/completion_length
-    assert merged_trainer_args(cfg, "dapo")["learning_rate"] == 2e-6
+    configs = validate_run_config(load("ii_medical_8b", "trainer.max_length=8192", "trainer.learning_rate=2e-6"))
+    assert configs["sft"].max_length == 8192
+    assert not hasattr(configs["dapo"], "max_length")  # DAPO has max_prompt/completion_length
+    assert configs["dapo"].learning_rate == 2e-6
 
 
 def test_eval_stages_take_local_benchmark_files():
@@ -173,6 +132,67 @@ def test_config_errors_name_the_field_and_the_fix():
     with pytest.raises(RecipeError, match="The config has no stages"):
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             validate_run_config(compose("train"))
+    with pytest.raises(RecipeError, match=r"stages.eval_ttt.evaluate.ttt.lr=1: is not a field of ttt"):
+        validate_run_config(load("finemedlm_o1", "stage=eval_ttt", "+stages.eval_ttt.evaluate.ttt.lr=1"))
+
+
+# Each case a user met on main before stage configs were built at validation: every one must now fail
+# in the dry run, naming the key path the user typed.
+BAD_OVERRIDES = [
+    ("trainer.learning_rate=fast", "trainer.learning_rate='fast': expected a number (float)"),
+    ("stages.dapo.trainer.learning_rate=fast", "stages.dapo.trainer.learning_rate='fast': expected a number"),
+    ("trainer.per_device_train_batch_size=-1", "trainer.per_device_train_batch_size=-1: must be >= 1."),
+    ("stages.dapo.trainer.train_prompt_batch_size=-2", "stages.dapo.trainer.train_prompt_batch_size=-2: must be >= 1."),
+    ("trainer.global_batch_size=-8", "trainer.global_batch_size=-8: must be >= 1."),
+    ("trainer.learnin_rate=1e-3", "trainer.learnin_rate=0.001 is not a field of any trainer (sft, dpo, dapo). "
+                                  "Did you mean ['learning_rate']?"),
+    ("stages.dpo.data.builtin=null", "stages.dpo.data.path is not set."),
+    ("stages.dapo.trainer.optim=adafactor", "stages.dapo.trainer.optim='adafactor': DAPOConfig does not use this field"),
+    ("stages.daop.trainer.max_steps=1", "stages.daop is not a stage of this recipe (it has no kind). Did you mean ['dapo']?"),
+    ("stages.eval.evaluate.sampling.temprature=1", "stages.eval.evaluate.sampling.temprature=1: is not a field of sampling"),
+    ("stages.curate.curate.steps=[filter,dedup]", "stages.curate.curate.steps=['filter', 'dedup']: unknown step 'dedup'"),
+    ("stages.synth.synth.pipeline=finemedd", "stages.synth.synth.pipeline='finemedd': must be one of"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_OVERRIDES)
+def test_the_dry_run_rejects_each_bad_override_in_one_line(override, message, tmp_path, monkeypatch, capsys):
+    from medreason import train
+
+    monkeypatch.setattr(sys, "argv", ["medreason.train", "+recipe=tiny", override, "dry_run=true",
+                                      f"output_dir={tmp_path}"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert err[-1].startswith("medreason.train: error: ") and message in err[-1], err[-1]
+    assert not any(tmp_path.glob("*/stage_complete.json")) and not (tmp_path / "base_model").exists()
+
+
+def test_the_cli_error_is_one_line_and_medreason_debug_shows_the_traceback(tmp_path):
+    command = [sys.executable, "-m", "medreason.train", "+recipe=tiny", "trainer.learning_rate=fast", "dry_run=true",
+               f"output_dir={tmp_path}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "medreason.train: error: trainer.learning_rate='fast': expected a number (float), e.g. learning_rate=2e-05."
+    )
+    assert "Traceback" not in result.stderr
+    debug = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "MEDREASON_DEBUG": "1", "HYDRA_FULL_ERROR": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "RecipeError" in debug.stderr
+
+
+def test_the_init_from_fix_the_error_names_works_as_written(tmp_path, tiny_model_dir):
+    cfg = load("tiny", "stage=sft_endocrinology", f"output_dir={tmp_path}")
+    from medreason.train import run
+
+    with pytest.raises(RecipeError, match=r"\+\+stages.sft_endocrinology.init_from=PATH_OR_HUB_ID"):
+        run(cfg)
+    fixed = load("tiny", "stage=sft_endocrinology", f"output_dir={tmp_path}",
+                 f"++stages.sft_endocrinology.init_from={tiny_model_dir}")
+    assert fixed.stages.sft_endocrinology.init_from == str(tiny_model_dir)
+    validate_run_config(fixed)
 
 
 def test_dry_run_prints_the_resolved_config_from_any_directory(tmp_path):

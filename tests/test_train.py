@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from medreason.config import config_dir
 from medreason.recipe import RecipeError
+from medreason.stage_context import StageStateError
 from medreason.train import run
 
 FAST = ["trainer.max_steps=3", "trainer.logging_steps=1"]
@@ -62,7 +63,7 @@ def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     assert list(finals) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
     first = load_file(str(finals["dapo"] / "model.safetensors"))
 
-    with pytest.raises(RecipeError, match="already finished .* Pass resume=true"):
+    with pytest.raises(StageStateError, match="already finished .* Pass resume=true"):
         run(tiny_cfg(tmp_path))
     assert run(tiny_cfg(tmp_path, "resume=true")) == finals
     again = load_file(str(finals["dapo"] / "model.safetensors"))
@@ -70,7 +71,7 @@ def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
 
 
 def test_single_stage_starts_from_the_previous_final_model(tmp_path):
-    with pytest.raises(RecipeError, match="Run stage=sft_all first, or set stages.sft_endocrinology.init_from"):
+    with pytest.raises(RecipeError, match=r"Run stage=sft_all first, or start from a model: \+\+stages.sft_endocrinology.init_from"):
         run(tiny_cfg(tmp_path, "stage=sft_endocrinology"))
     run(tiny_cfg(tmp_path, "stage=synth"))
     run(tiny_cfg(tmp_path, "stage=curate"))
@@ -96,14 +97,14 @@ def test_init_from_overrides_the_previous_stage(tmp_path, tiny_model_dir):
 
 def test_an_unfinished_stage_is_not_trained_over_without_resume_or_overwrite(tmp_path):
     (tmp_path / "synth" / "checkpoint-4").mkdir(parents=True)
-    with pytest.raises(RecipeError, match="checkpoints of an unfinished run .* Pass resume=true"):
+    with pytest.raises(StageStateError, match="checkpoints of an unfinished run .* Pass resume=true"):
         run(tiny_cfg(tmp_path, "stage=synth"))
 
 
 def test_a_failing_main_process_stage_leaves_a_note_for_the_other_ranks(tmp_path):
     from medreason.stage_context import FAILED_NOTE, StageContext, run_on_main_process
 
-    context = StageContext("eval", "eval", None, "model", "model", tmp_path / "eval", False, 0, None)
+    context = StageContext("eval", "eval", None, "model", "model", tmp_path / "eval", False, 0, None, None)
 
     def broken():
         raise OSError("disk full")

@@ -12,6 +12,7 @@ or piece by piece from Python:
 from medreason.curate.benchmarks import BenchmarkItem, load_benchmarks
 from medreason.curate.cluster import KMeansResult, kmeans, nearest_to_centroids
 from medreason.curate.commands import build_pipeline, curate, decontaminate_file
+from medreason.curate.config import CurateConfig
 from medreason.curate.decontaminate import DecontamConfig, Decontaminator, Match, match_records, normalise
 from medreason.curate.domain_vote import ClusterVote, DomainClassifier, majority
 from medreason.curate.embed import Embedder
@@ -21,6 +22,7 @@ from medreason.curate.pipeline import CurationPipeline, StepContext, StepSummary
 from medreason.curate.records import Rejects, TraceRecord, parse_trace, read_traces
 
 __all__ = [
+    "CurateConfig",
     "FILTERS",
     "BenchmarkItem",
     "ClusterVote",

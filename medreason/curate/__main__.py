@@ -15,9 +15,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
+from medreason.curate.commands import curate, decontaminate_file
+from medreason.curate.config import COMMANDS, CurateConfig
+from medreason.utils.cli import force_add_overrides, reported_user_errors
+from medreason.utils.config_errors import FieldError
 from medreason.utils.logging import configure_logging, get_logger
 
-COMMANDS = ("curate", "decontaminate")
+SECTIONS = ("domain", "dedupe", "decontaminate")
+"""Sections whose keys default to their settings class: ``decontaminate.mode=literal`` adds the key."""
 logger = get_logger("medreason.curate")
 
 
@@ -28,51 +33,36 @@ def _rewrite_command(argv: list[str]) -> list[str]:
     return argv
 
 
+@reported_user_errors("medreason.curate")
 def run(cfg: DictConfig) -> None:
-    """Dispatch on ``cfg.command``.
+    """Build the :class:`~medreason.curate.config.CurateConfig` from ``cfg`` and run ``cfg.command``.
 
     Raises:
-        ValueError: an unknown command or missing required settings.
+        FieldError: a bad setting or a missing ``input``/``output``/``benchmarks``.
     """
-    from medreason.curate.commands import curate, decontaminate_file
-    from medreason.curate.decontaminate import DecontamConfig
-    from medreason.curate.steps import settings_from
-
     configure_logging()
-    data = OmegaConf.to_container(cfg, resolve=True)
-    if data["command"] == "decontaminate":
-        for key in ("input", "output", "benchmarks"):
-            if data.get(key) in (None, "", "???"):
-                raise ValueError(
-                    f"decontaminate needs {key}=...: e.g. python -m medreason.curate decontaminate "
-                    "input=train.jsonl benchmarks=../shared/data/eval output=clean.jsonl"
-                )
-        config = settings_from(DecontamConfig, data.get("decontaminate"), "decontaminate")
-        decontaminate_file(
-            data["input"],
-            data["benchmarks"],
-            data["output"],
-            config,
-            on_error=data["on_error"],
-            data_dir=data.get("benchmark_data_dir"),
-            progress=data["progress"],
-        )
-    elif data["command"] == "curate":
-        for summary in curate(data):
+    config = CurateConfig(**OmegaConf.to_container(cfg, resolve=True))
+    if config.command == "curate":
+        for summary in curate(config):
             logger.info(
-                "%-14s in %8d  kept %8d  dropped %s",
-                summary.name,
-                summary.input,
-                summary.kept,
-                summary.dropped,
+                "%-14s in %8d  kept %8d  dropped %s", summary.name, summary.input, summary.kept, summary.dropped
             )
-    else:
-        raise ValueError(f"Unknown command {data['command']!r}; valid commands: {list(COMMANDS)}.")
+        return
+    for key in ("input", "output", "benchmarks"):
+        if getattr(config, key) in (None, "", "???"):
+            raise FieldError(
+                key, getattr(config, key), "decontaminate needs it: e.g. python -m medreason.curate decontaminate "
+                "input=train.jsonl benchmarks=../shared/data/eval output=clean.jsonl",
+            )
+    decontaminate_file(
+        config.input, config.benchmarks, config.output, config.decontam_config(), on_error=config.on_error,
+        data_dir=config.benchmark_data_dir, progress=config.progress,
+    )
 
 
 def main() -> None:
     """Entry point: rewrite the command word, then hand over to Hydra."""
-    sys.argv = _rewrite_command(sys.argv)
+    sys.argv = force_add_overrides(_rewrite_command(sys.argv), SECTIONS)
     hydra.main(config_path=str(config_dir()), config_name="curate", version_base="1.3")(run)()
 
 

@@ -16,97 +16,83 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medreason.curate.benchmarks import load_benchmarks
+from medreason.curate.config import CurateConfig
 from medreason.curate.decontaminate import DecontamConfig, Decontaminator, iter_matches
 from medreason.curate.embed import Encoder
-from medreason.curate.filters import CARD_FILTERS, build_filters
-from medreason.curate.mixing import MixSource
+from medreason.curate.filters import build_filters
 from medreason.curate.pipeline import CurationPipeline, StepSummary
 from medreason.curate.records import Rejects, read_traces
 from medreason.curate.steps import (
     DecontaminateStep,
     DedupeStep,
-    DomainSettings,
     DomainStep,
     FilterStep,
     LoadStep,
     MixStep,
-    settings_from,
 )
 from medreason.engines.base import GenerationEngine
+from medreason.utils.config_errors import FieldError, build_checked
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
-
-STEP_NAMES = ("filter", "domain", "mix", "dedupe", "decontaminate")
-
 
 def _paths(value: Any, key: str) -> list[str]:
     if isinstance(value, str | os.PathLike):
         return [str(value)]
     if isinstance(value, Sequence) and value and all(isinstance(v, str | os.PathLike) for v in value):
         return [str(v) for v in value]
-    raise ValueError(f"{key} must be a path or a list of paths, got {value!r}.")
+    raise FieldError(key, value, "must be a path or a list of paths.")
 
 
-def _benchmarks(cfg: Mapping[str, Any]) -> list[str]:
-    if cfg.get("benchmarks") in (None, "", "???"):
-        raise ValueError(
-            "Decontamination needs benchmarks=PATH_OR_SUITE: a JSONL file, a directory of them "
-            "(e.g. ../shared/data/eval) or a suite name."
+def _benchmarks(config: CurateConfig) -> list[str]:
+    if config.benchmarks in (None, "", "???"):
+        raise FieldError(
+            "benchmarks", config.benchmarks, "decontamination needs benchmarks=PATH_OR_SUITE: a JSONL file, a "
+            "directory of them (e.g. ../shared/data/eval) or a suite name."
         )
-    return _paths(cfg["benchmarks"], "benchmarks")
+    return _paths(config.benchmarks, "benchmarks")
 
 
 def build_pipeline(
-    cfg: Mapping[str, Any], *, engine: GenerationEngine | None = None, encoder: Encoder | None = None
+    config: CurateConfig | Mapping[str, Any], *, engine: GenerationEngine | None = None, encoder: Encoder | None = None
 ) -> CurationPipeline:
-    """Build the pipeline a ``conf/curate.yaml``-shaped mapping describes.
+    """Build the pipeline a :class:`CurateConfig` (or a mapping of its fields) describes.
 
     Args:
-        cfg: ``input``, ``output``, ``steps`` and each step's section (plain dict or ``DictConfig``);
-            a missing ``filters`` means the card's four filters, a missing section its defaults.
+        config: ``input``, ``output``, ``steps`` and each step's section; a missing ``filters`` means the
+            card's four filters, a missing section its defaults.
         engine: Domain-vote backend; built from ``domain.engine`` with ``build_engine`` when ``None``.
         encoder: Embedding function for the domain step (default: sentence-transformers).
 
     Raises:
-        ValueError: an unknown step or key, a missing ``input``/``output``/``benchmarks``.
+        FieldError: an unknown step or key, a missing ``input``/``output``/``benchmarks``.
     """
-    if cfg.get("output") in (None, "", "???"):
-        raise ValueError("Set output=DIR: where the curated data, step outputs and the manifest go.")
-    specs = cfg.get("filters")
-    filters = build_filters(list(CARD_FILTERS if specs is None else specs))
-    steps: list[Any] = [LoadStep(_paths(cfg.get("input"), "input"))]
-    for name in cfg.get("steps") or []:
+    if not isinstance(config, CurateConfig):
+        config = build_checked(CurateConfig, config, "curate")
+    if config.output in (None, "", "???"):
+        raise FieldError("output", config.output, "set output=DIR: where the curated data, step outputs and the manifest go.")
+    filters = build_filters(config.filter_specs())
+    steps: list[Any] = [LoadStep(_paths(config.input, "input"))]
+    for name in config.steps:
         if name == "filter":
             steps.append(FilterStep(filters))
         elif name == "domain":
-            steps.append(
-                DomainStep(settings_from(DomainSettings, cfg.get("domain"), "domain"), engine, encoder)
-            )
+            steps.append(DomainStep(config.domain_settings(), engine, encoder))
         elif name == "mix":
-            sources = [settings_from(MixSource, s, f"mix[{i}]") for i, s in enumerate(cfg.get("mix") or [])]
-            steps.append(MixStep(sources, filters, seed=int(cfg.get("seed", 0))))
+            steps.append(MixStep(config.mix_sources(), filters, seed=config.seed))
         elif name == "dedupe":
-            steps.append(DedupeStep(**(cfg.get("dedupe") or {})))
-        elif name == "decontaminate":
-            config = settings_from(DecontamConfig, cfg.get("decontaminate"), "decontaminate")
-            steps.append(DecontaminateStep(_benchmarks(cfg), config, cfg.get("benchmark_data_dir")))
+            steps.append(DedupeStep(**config.dedupe))
         else:
-            raise ValueError(f"Unknown curation step {name!r} in steps; valid steps: {list(STEP_NAMES)}.")
+            steps.append(DecontaminateStep(_benchmarks(config), config.decontam_config(), config.benchmark_data_dir))
     return CurationPipeline(
-        steps,
-        cfg["output"],
-        on_error=cfg.get("on_error", "raise"),
-        resume=bool(cfg.get("resume", True)),
-        progress=bool(cfg.get("progress", True)),
-        output_format=cfg.get("output_format", "fields"),
-        title=cfg.get("title", "Curated reasoning dataset"),
+        steps, config.output, on_error=config.on_error, resume=config.resume, progress=config.progress,
+        output_format=config.output_format, title=config.title,
     )
 
 
-def curate(cfg: Mapping[str, Any], **kwargs: Any) -> list[StepSummary]:
+def curate(config: CurateConfig | Mapping[str, Any], **kwargs: Any) -> list[StepSummary]:
     """Build and run the whole pipeline; ``kwargs`` go to :func:`build_pipeline`."""
-    return build_pipeline(cfg, **kwargs).run()
+    return build_pipeline(config, **kwargs).run()
 
 
 def decontaminate_file(

@@ -7,56 +7,42 @@ into its directory; later stages read it through their ``data.path``, e.g.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from medreason.curate.commands import curate
-from medreason.stage_context import StageContext, run_on_main_process
+from medreason.curate.config import CurateConfig
+from medreason.stage_context import StageContext, StageSpec, run_on_main_process
 from medreason.testing.tiny_data import tiny_records, write_tiny_benchmark
+from medreason.utils.config_errors import FieldError
 from medreason.utils.jsonl import write_jsonl
 
 
-@dataclass
-class CurateStageConfig:
-    """The ``curate`` block of a ``curate`` stage: the keys of ``conf/curate.yaml`` (see docs/curation.md).
+def curate_stage_config(spec: StageSpec) -> CurateConfig:
+    """The stage's :class:`CurateConfig`, writing into the stage directory.
 
-    ``builtin: tiny`` curates the built-in synthetic corpus against the built-in benchmark (the
-    ``tiny`` recipe), writing both into the stage directory, instead of ``input``/``benchmarks``.
+    Raises:
+        FieldError: the block sets ``output`` (a stage always writes into its own directory) or ``command``.
     """
-
-    input: Any = None
-    benchmarks: Any = None
-    builtin: str | None = None
-    benchmark_data_dir: str | None = None
-    steps: list[str] = field(default_factory=lambda: ["filter", "dedupe", "decontaminate"])
-    filters: list[dict[str, Any]] | None = None
-    domain: dict[str, Any] = field(default_factory=dict)
-    mix: list[dict[str, Any]] = field(default_factory=list)
-    dedupe: dict[str, Any] = field(default_factory=dict)
-    decontaminate: dict[str, Any] = field(default_factory=dict)
-    on_error: str = "raise"
-    resume: bool = True
-    progress: bool = True
-    seed: int = 0
-    output_format: str = "fields"
-    title: str = "Curated reasoning dataset"
+    for key in ("output", "command"):
+        if key in spec.settings:
+            raise FieldError(key, spec.settings[key], "a curate stage runs the pipeline into its own directory; remove it.")
+    return CurateConfig(**spec.settings, output=str(spec.output_dir))
 
 
 def run_curate_stage(context: StageContext) -> Path:
     """Curate into ``context.output_dir`` on the main process; return the model the stage was given."""
-    config = CurateStageConfig(**OmegaConf.to_container(context.cfg.curate, resolve=True))
+    config: CurateConfig = context.config
 
     def work() -> dict[str, Any]:
+        run = config
         if config.builtin == "tiny":
             fields = ("id", "question", "cot", "response", "department", "subdepartment")
-            config.input = str(context.output_dir / "raw.jsonl")
-            write_jsonl(config.input, [{k: r[k] for k in fields} for r in tiny_records()])
-            config.benchmarks = str(write_tiny_benchmark(context.output_dir))
-        settings = {k: v for k, v in asdict(config).items() if k != "builtin" and v is not None}
-        summaries = curate({**settings, "output": str(context.output_dir)})
+            source = context.output_dir / "raw.jsonl"
+            write_jsonl(source, [{k: r[k] for k in fields} for r in tiny_records()])
+            run = replace(config, input=str(source), benchmarks=str(write_tiny_benchmark(context.output_dir)))
+        summaries = curate(run)
         return {
             "curated": str(context.output_dir / "curated.jsonl"),
             "steps": {s.name: {"input": s.input, "kept": s.kept, "dropped": s.dropped} for s in summaries},

@@ -15,6 +15,7 @@ from medreason.eval.benchmarks import (
     register_benchmark,
     resolve_benchmarks,
 )
+from medreason.eval.config import EngineSettings, EvalConfig
 from medreason.eval.grading import extract_choice, grade
 from medreason.eval.prompts import II_MEDICAL_INSTRUCTION, PromptTemplate, format_question
 from medreason.eval.published import PublishedTable, published_table
@@ -28,6 +29,8 @@ __all__ = [
     "SUITES",
     "Benchmark",
     "BenchmarkResult",
+    "EngineSettings",
+    "EvalConfig",
     "EvalRecord",
     "EvalResults",
     "PromptTemplate",

@@ -14,9 +14,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
-from medreason.engines import SamplingParams
-from medreason.eval.prompts import PromptTemplate
+from medreason.eval.config import EvalConfig
 from medreason.eval.runner import evaluate_and_report
+from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.logging import configure_logging, get_logger
 
 logger = get_logger(__name__)
@@ -55,30 +55,29 @@ def _model_path(cfg: DictConfig) -> str:
     raise ValueError("model.name_or_path is not set: pass model=PATH_OR_HUB_ID.")
 
 
+CLI_KEYS = ("model", "output_dir", "log_level", "hydra")
+"""Keys of ``conf/eval.yaml`` that are not :class:`~medreason.eval.EvalConfig` fields."""
+
+
 @hydra.main(config_path=str(config_dir()), config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+@reported_user_errors("medreason.eval")
+def _main(cfg: DictConfig) -> None:
     """Evaluate ``cfg.model`` on ``cfg.suite``/``cfg.benchmarks`` and print the model-card table."""
     configure_logging(cfg.log_level)
-    common = dict(
-        benchmarks=list(cfg.benchmarks) or None,
-        backend=cfg.engine.backend,
-        engine_kwargs=OmegaConf.to_container(cfg.engine.kwargs, resolve=True),
-        sampling=SamplingParams(**OmegaConf.to_container(cfg.sampling, resolve=True)),
-        greedy=cfg.greedy,
-        template=PromptTemplate(**OmegaConf.to_container(cfg.prompt, resolve=True)),
-        data_dir=cfg.data_dir,
-        benchmark_paths=OmegaConf.to_container(cfg.benchmark_paths, resolve=True),
-        limit=cfg.limit,
-        skip_missing=cfg.skip_missing,
-        output_dir=cfg.output_dir,
-        chunk_size=cfg.chunk_size,
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    config = EvalConfig(**{key: value for key, value in settings.items() if key not in CLI_KEYS})
+    results, table, _ = evaluate_and_report(
+        _model_path(cfg), config.suite, config.ttt, **config.evaluate_kwargs(cfg.output_dir)
     )
-    ttt = OmegaConf.to_container(cfg.ttt, resolve=True) if cfg.get("ttt") else None
-    results, table, _ = evaluate_and_report(_model_path(cfg), cfg.suite, ttt, **common)
     logger.info("Wrote results.png, results.md and results.json to %s.", results.output_dir)
     sys.stdout.write(table + "\n")
 
 
+def main() -> None:
+    """``python -m medreason.eval``: a model path or hub id may be given as ``model=VALUE``."""
+    sys.argv = force_add_overrides(model_override(sys.argv, config_dir()), ("sampling", "prompt", "engine", "ttt"))
+    _main()
+
+
 if __name__ == "__main__":
-    sys.argv = model_override(sys.argv, config_dir())
     main()

@@ -14,9 +14,11 @@ import hydra
 from omegaconf import DictConfig
 
 from medreason.synth.run import run_pipeline, synth_config_dir
+from medreason.utils.cli import reported_user_errors
 from medreason.utils.logging import configure_logging
 
 
+@reported_user_errors("medreason.synth")
 def _run(cfg: DictConfig) -> None:
     configure_logging()
     run_pipeline(cfg)

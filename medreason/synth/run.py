@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
-from medreason.eval.benchmarks import EvalRecord
 from medreason.synth.cache import clear_manifest, write_manifest
 from medreason.synth.finemed import FineMedSettings, load_texts, run_finemed
 from medreason.synth.mcq import load_mcq
@@ -29,11 +29,12 @@ from medreason.synth.reasonmed import ReasonMedSettings, run_reasonmed
 from medreason.synth.report import write_report
 from medreason.synth.runner import EnginePool, Role, SynthRunner, build_role
 from medreason.synth.traces import TraceSettings, run_traces
+from medreason.utils.config_errors import ConfigError, FieldError
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["PIPELINES", "compose_config", "run_pipeline", "synth_config_dir"]
+__all__ = ["PIPELINES", "SynthPlan", "compose_config", "plan_pipeline", "run_pipeline", "synth_config_dir"]
 
 PIPELINES = ("finemed", "reasonmed", "ii_medical_traces")
 
@@ -76,47 +77,89 @@ def _merge_role(defaults: Mapping[str, Any], role: Mapping[str, Any] | None) -> 
 def _required(data: Mapping[str, Any], key: str, example: str) -> Any:
     value = data.get(key)
     if value in (None, "", "???"):
-        raise ValueError(f"{key} is not set: e.g. python -m medreason.synth {example}")
+        raise FieldError(key, value, f"is not set: e.g. python -m medreason.synth {example}")
     return value
 
 
-def run_pipeline(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """Run the pipeline ``cfg`` names; return its report (also written to ``output/report.json``).
+SETTINGS_CLASSES: dict[str, type] = {
+    "finemed": FineMedSettings, "reasonmed": ReasonMedSettings, "ii_medical_traces": TraceSettings,
+}
+"""Each pipeline's ``settings`` class."""
+
+
+@dataclass
+class SynthPlan:
+    """A checked synthesis run: everything :func:`run_pipeline` needs, validated before any engine starts.
+
+    Args:
+        pipeline: One of :data:`PIPELINES`.
+        source: The pipeline's input file(s).
+        output: The output folder.
+        data: The resolved config.
+        settings: The pipeline's settings object (:data:`SETTINGS_CLASSES`).
+        roles: Each role's settings, merged over ``role_defaults``.
+    """
+
+    pipeline: str
+    source: Any
+    output: Path
+    data: dict[str, Any]
+    settings: Any
+    roles: dict[str, dict[str, Any]]
+
+
+def plan_pipeline(cfg: DictConfig | Mapping[str, Any]) -> SynthPlan:
+    """Check a synthesis config without starting anything: pipeline, input, output, settings and every role.
 
     Raises:
-        ValueError: no or an unknown pipeline, a missing ``input``/``output``/model, or bad settings.
+        ConfigError: no or an unknown pipeline, a missing ``input``/``output``/model, or bad settings
+            (the message names the key).
     """
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     data.pop("hydra", None)
     pipeline = data.get("synth_pipeline")
     if pipeline not in PIPELINES:
-        raise ValueError(
-            f"synth_pipeline is {pipeline!r}: choose a pipeline with +pipeline=NAME, one of {list(PIPELINES)}."
-        )
+        raise FieldError("synth_pipeline", pipeline, f"choose a pipeline with +pipeline=NAME, one of {list(PIPELINES)}.")
     example = f"+pipeline={pipeline} input=in.jsonl output=out/ model=NAME"
     source, output = _required(data, "input", example), Path(_required(data, "output", example))
+    settings = _settings(SETTINGS_CLASSES[pipeline], dict(data.get("settings") or {}))
+    roles = {
+        name: _merge_role(data.get("role_defaults") or {}, role) for name, role in (data.get("roles") or {}).items()
+    }
+    unused_pool = EnginePool()  # roles build engines on first use only: this checks their settings
+    for name, role in roles.items():
+        try:
+            build_role(name, role, unused_pool)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return SynthPlan(pipeline, source, output, data, settings, roles)
+
+
+def run_pipeline(cfg: SynthPlan | DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Run the pipeline ``cfg`` names; return its report (also written to ``output/report.json``).
+
+    Raises:
+        ConfigError: see :func:`plan_pipeline`.
+    """
+    plan = cfg if isinstance(cfg, SynthPlan) else plan_pipeline(cfg)
+    data, output = plan.data, plan.output
     output.mkdir(parents=True, exist_ok=True)
     clear_manifest(output)
     runner = SynthRunner(
         output, data.get("max_attempts", 3), data.get("progress", True), data.get("fsync", False)
     )
-    settings = dict(data.get("settings") or {})
-    role_configs = data.get("roles") or {}
     pool = EnginePool(one_local_model=data.get("one_local_model", True))
     started = time.time()
     try:
-        roles = {
-            name: build_role(name, _merge_role(data.get("role_defaults") or {}, role), pool)
-            for name, role in role_configs.items()
-        }
-        summary = _dispatch(pipeline, source, data, settings, roles, runner)
+        roles = {name: build_role(name, role, pool) for name, role in plan.roles.items()}
+        summary = _dispatch(plan, roles, runner)
     finally:
         pool.close()
-    report = write_report(runner, pipeline, summary)
+    report = write_report(runner, plan.pipeline, summary)
     write_manifest(
         output,
         {
-            "pipeline": pipeline,
+            "pipeline": plan.pipeline,
             "completed": True,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(time.time() - started, 3),
@@ -129,7 +172,7 @@ def run_pipeline(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
             "config": data,
         },
     )
-    logger.info("%s finished: %s (outputs in %s)", pipeline, report["counts"], output)
+    logger.info("%s finished: %s (outputs in %s)", plan.pipeline, report["counts"], output)
     return report
 
 
@@ -138,29 +181,20 @@ def _settings(cls: type, settings: Mapping[str, Any]) -> Any:
     valid = sorted(cls.__dataclass_fields__)
     unknown = sorted(set(settings) - set(valid))
     if unknown:
-        raise ValueError(f"settings: unknown keys {unknown} for {cls.__name__}; valid keys are {valid}.")
-    return cls(**settings)
+        raise FieldError(f"settings.{unknown[0]}", settings[unknown[0]], f"is not a {cls.__name__} field; valid keys are {valid}.")
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"settings: {error}") from None
 
 
-def _dispatch(
-    pipeline: str,
-    source: Any,
-    data: Mapping[str, Any],
-    settings: dict[str, Any],
-    roles: dict[str, Role],
-    runner: SynthRunner,
-) -> dict[str, Any]:
-    """Validate the pipeline's settings, load its inputs, run it; engines start on first use."""
-    limit = data.get("limit")
-    if pipeline == "finemed":
-        finemed = _settings(FineMedSettings, settings)
-        return run_finemed(load_texts(source, data.get("text_field", "text"), limit), roles, runner, finemed)
-
-    def questions() -> list[EvalRecord]:
-        return load_mcq(source, data.get("columns"), limit, data.get("split", "train"))
-
-    if pipeline == "reasonmed":
-        reasonmed = _settings(ReasonMedSettings, settings)
-        return run_reasonmed(questions(), roles, runner, reasonmed)
-    traces = _settings(TraceSettings, settings)
-    return run_traces(questions(), roles, runner, traces)
+def _dispatch(plan: SynthPlan, roles: dict[str, Role], runner: SynthRunner) -> dict[str, Any]:
+    """Load the pipeline's inputs and run it; engines start on first use."""
+    data, limit = plan.data, plan.data.get("limit")
+    if plan.pipeline == "finemed":
+        texts = load_texts(plan.source, data.get("text_field", "text"), limit)
+        return run_finemed(texts, roles, runner, plan.settings)
+    questions = load_mcq(plan.source, data.get("columns"), limit, data.get("split", "train"))
+    if plan.pipeline == "reasonmed":
+        return run_reasonmed(questions, roles, runner, plan.settings)
+    return run_traces(questions, roles, runner, plan.settings)

@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
-from medreason.stage_context import StageContext, run_on_main_process
-from medreason.synth.run import PIPELINES, compose_config, run_pipeline
+from medreason.stage_context import StageContext, StageSpec, run_on_main_process
+from medreason.synth.run import PIPELINES, compose_config, plan_pipeline, run_pipeline
 from medreason.testing.tiny_data import tiny_records
+from medreason.utils.config_errors import ConfigError, FieldError, check_field_types
 from medreason.utils.jsonl import write_jsonl
+
+MODEL_PLACEHOLDER = "<the model the synth stage starts from>"
+"""Every role's model while the recipe is validated: the stage learns its model only when it runs."""
 
 
 @dataclass
@@ -30,6 +34,9 @@ class SynthStageConfig:
         builtin: ``"tiny"``: the built-in multiple-choice questions as input (ii_medical_traces).
         backend: Engine of every role; ``transformers`` generates with the stage's model in process.
         overrides: Further ``python -m medreason.synth`` overrides, e.g. ``["settings.samples=2"]``.
+
+    :func:`synth_stage_config` composes the pipeline's config from these once, when the recipe is
+    validated, and checks it (:func:`~medreason.synth.run.plan_pipeline`); the stage runs that config.
     """
 
     pipeline: str = "ii_medical_traces"
@@ -37,29 +44,51 @@ class SynthStageConfig:
     builtin: str | None = None
     backend: str = "transformers"
     overrides: list[str] = field(default_factory=list)
+    pipeline_config: DictConfig | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.pipeline not in PIPELINES:
-            raise ValueError(f"pipeline={self.pipeline!r} is not one of {list(PIPELINES)}.")
+            raise FieldError("pipeline", self.pipeline, f"must be one of {list(PIPELINES)}.")
+        if self.builtin not in (None, "tiny"):
+            raise FieldError("builtin", self.builtin, "must be null or 'tiny'.")
         if (self.input is None) == (self.builtin is None):
-            raise ValueError("set exactly one of input (the pipeline's input files) or builtin: tiny.")
+            raise FieldError("input", self.input, "set exactly one of input (the pipeline's input files) or builtin: tiny.")
+
+    def for_model(self, model: str, output_dir: Path) -> DictConfig:
+        """The pipeline's config with ``model`` as every role's model, writing into ``output_dir``."""
+        if self.pipeline_config is None:
+            raise ConfigError("SynthStageConfig.pipeline_config is unset: build the config with synth_stage_config.")
+        cfg = self.pipeline_config.copy()
+        cfg.model, cfg.output = model, str(output_dir)
+        if self.builtin == "tiny":
+            cfg.input = str(output_dir / "questions.jsonl")
+        return cfg
+
+
+def synth_stage_config(spec: StageSpec) -> SynthStageConfig:
+    """The stage's :class:`SynthStageConfig`, with its pipeline config composed and checked."""
+    config = SynthStageConfig(**spec.settings)
+    inputs = config.input if isinstance(config.input, str | None) else "[" + ",".join(config.input) + "]"
+    try:
+        config.pipeline_config = compose_config([
+            f"+pipeline={config.pipeline}", f"input={inputs}", f"backend={config.backend}", *config.overrides,
+        ])
+    except Exception as error:  # Hydra's override and composition errors  # noqa: BLE001
+        raise FieldError("overrides", config.overrides, f"{type(error).__name__}: {error}") from None
+    plan_pipeline(config.for_model(MODEL_PLACEHOLDER, spec.output_dir))
+    return config
 
 
 def run_synth_stage(context: StageContext) -> Path:
     """Run the pipeline into ``context.output_dir`` with ``context.model_path`` as every role's model."""
-    config = SynthStageConfig(**OmegaConf.to_container(context.cfg.synth, resolve=True))
+    config: SynthStageConfig = context.config
 
     def work() -> dict[str, Any]:
-        source = config.input
+        cfg = config.for_model(context.model_path, context.output_dir)
         if config.builtin == "tiny":
-            source = str(context.output_dir / "questions.jsonl")
             fields = ("id", "question", "options", "answer")
-            write_jsonl(source, [{k: r[k] for k in fields} for r in tiny_records(16, seed=2)])
-        inputs = source if isinstance(source, str) else "[" + ",".join(source) + "]"
-        cfg = compose_config([
-            f"+pipeline={config.pipeline}", f"input={inputs}", f"output={context.output_dir}",
-            f"model={context.model_path}", f"backend={config.backend}", *config.overrides,
-        ])
+            write_jsonl(cfg.input, [{k: r[k] for k in fields} for r in tiny_records(16, seed=2)])
         report = run_pipeline(cfg)
         return {"counts": report["counts"], "files": report["files"]}
 

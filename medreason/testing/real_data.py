@@ -24,10 +24,10 @@ CPU_OVERRIDES = (
     # the cards evaluate through vLLM on their suites; here the built-in benchmark through transformers
     "stages.eval.evaluate.suite=null",
     "stages.eval.evaluate.builtin=tiny",
-    "stages.eval.evaluate.backend=transformers",
-    "~stages.eval.evaluate.engine_kwargs.tensor_parallel_size",
+    "stages.eval.evaluate.engine.backend=transformers",
+    "~stages.eval.evaluate.engine.kwargs.tensor_parallel_size",
     "stages.eval.evaluate.limit=4",
-    "stages.eval.evaluate.max_tokens=16",
+    "stages.eval.evaluate.sampling.max_tokens=16",
 )
 """Overrides that run a model-card recipe on the tiny model on CPU: 2 steps per training stage."""
 
@@ -47,7 +47,7 @@ def recipe_overrides(recipe: str, inputs: dict[str, Path], encoder: str | None =
         f"stages.o1_sft.data.path={inputs['long_form']}",
         f"stages.dpo.data.path={inputs['dpo']}",
         "stages.eval_ttt.evaluate.suite=null", "stages.eval_ttt.evaluate.builtin=tiny",
-        "stages.eval_ttt.evaluate.limit=2", "stages.eval_ttt.evaluate.max_tokens=8",
+        "stages.eval_ttt.evaluate.limit=2", "stages.eval_ttt.evaluate.sampling.max_tokens=8",
         f"stages.eval_ttt.evaluate.ttt.encoder={encoder}", "stages.eval_ttt.evaluate.ttt.embedding_cache_dir=null",
         "stages.eval_ttt.evaluate.ttt.max_length=256",
     ]

@@ -8,6 +8,8 @@ from typing import Any
 from trl import SFTConfig
 
 from medreason.data.records import FORMATS, TARGETS
+from medreason.trainers.config_checks import check_training_config
+from medreason.utils.config_errors import FieldError
 
 # SFTConfig fields a stage may set directly; anything else goes in SFTStage.args.
 _STAGE_TRAINING_FIELDS = (
@@ -122,6 +124,15 @@ class CurriculumSFTConfig(SFTConfig):
     system_prompt: str | None = field(default=None, metadata={"help": "System message prepended to every prompt."})
 
     def __post_init__(self) -> None:
+        check_training_config(self)
+        if self.data_format not in ("auto", *FORMATS):
+            raise FieldError("data_format", self.data_format, f"must be 'auto' or one of {FORMATS}.")
+        if self.data_target not in TARGETS:
+            raise FieldError("data_target", self.data_target, f"must be one of {TARGETS}.")
+        if self.completion_only_loss is False:
+            raise FieldError(
+                "completion_only_loss", False, "curriculum SFT always trains on the answer only; remove the setting."
+            )
         super().__post_init__()
         self.stages = [stage if isinstance(stage, SFTStage) else SFTStage(**stage) for stage in self.stages]
         if not self.stages:

@@ -28,7 +28,7 @@ from trl import SFTConfig, SFTTrainer
 from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory, select_records
 from medreason.data.records import RecordConverter
-from medreason.stage_context import read_completion_marker
+from medreason.stage_context import finished_stage
 from medreason.trainers.batch_size import accumulation_steps
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
 from medreason.trainers.stage_io import (
@@ -78,6 +78,8 @@ class CurriculumSFTTrainer:
     ...     per_device_train_batch_size=2, report_to="none", stages=[
     ...         {"name": "all"}, {"name": "endocrinology", "filter": {"subdepartment": "Endocrinology"}}])
     >>> results = CurriculumSFTTrainer(str(model_dir), args, train_dataset=tiny_records(16)).train()
+    {'train_runtime': ...}
+    {'train_runtime': ...}
     >>> [result.name for result in results]
     ['all', 'endocrinology']
     """
@@ -111,18 +113,14 @@ class CurriculumSFTTrainer:
                 continue an interrupted stage from its last checkpoint.
 
         Raises:
-            FileExistsError: a stage already finished in ``output_dir`` and ``resume_from_checkpoint`` is False.
+            StageStateError: a stage already finished (or left checkpoints) in ``output_dir`` and
+                ``resume_from_checkpoint`` is False; the same rule as a recipe's stages.
         """
         results = []
         for index, stage in enumerate(self.args.stages):
             stage_dir = Path(self.args.output_dir) / stage.name
-            marker = read_completion_marker(stage_dir)
+            marker = finished_stage(stage_dir, stage.name, resume_from_checkpoint)
             if marker is not None:
-                if not resume_from_checkpoint:
-                    raise FileExistsError(
-                        f"Stage {stage.name!r} already finished in {stage_dir}. Pass resume_from_checkpoint=True "
-                        "(resume=true from the CLI) to reuse it, or choose another output_dir."
-                    )
                 logger.info("Stage %r already finished; loading its result from %s", stage.name, stage_dir / "final")
                 self.model = self._load_stage_model(stage_dir / "final")
                 results.append(StageResult(stage.name, stage_dir / "final", marker["metrics"]))

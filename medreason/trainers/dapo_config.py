@@ -6,9 +6,36 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from medreason.trainers.config_checks import check_training_config, reject_ignored_fields
 from medreason.trainers.dapo_loss import LOSS_AGG_MODES
+from medreason.utils.config_errors import FieldError
 
 ROLLOUT_BACKENDS = ("transformers", "vllm", "vllm_server")
+
+USED_TRAINING_ARGUMENTS = (
+    "output_dir", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps",
+    "lr_scheduler_type", "lr_scheduler_kwargs", "max_grad_norm", "max_steps", "num_train_epochs", "seed",
+    "logging_steps", "save_steps", "save_total_limit", "report_to", "run_name", "activation_checkpointing",
+    "gradient_checkpointing", "bf16", "use_cpu",
+    # set by launchers, read by accelerate from the environment
+    "local_rank",
+)
+"""The ``TrainingArguments`` fields :class:`DAPOTrainer` reads; setting any other one is an error."""
+
+IGNORED_FIELD_HINTS = {
+    "per_device_train_batch_size": "DAPO batches prompt groups: set train_prompt_batch_size, mini_batch_size and "
+    "micro_batch_token_budget",
+    "per_device_eval_batch_size": "evaluate with an eval stage after the dapo stage",
+    "gradient_accumulation_steps": "accumulation follows from mini_batch_size and micro_batch_token_budget",
+    "optim": "DAPO always uses torch AdamW; tune adam_beta1, adam_beta2, adam_epsilon and weight_decay",
+    "eval_strategy": "evaluate with an eval stage after the dapo stage",
+    "push_to_hub": "push the stage's final/ directory after the run",
+    "use_liger_kernel": "DAPO computes its own log-probs and does not patch the model",
+    "fp16": "use bf16=true (fp16 loss scaling is not implemented)",
+    "deepspeed": "DAPO runs under DDP or FSDP2: launch with accelerate/fsdp2_8gpu.yaml",
+    "fsdp": "launch with an accelerate config (accelerate/fsdp2_8gpu.yaml) instead",
+    "fsdp_config": "launch with an accelerate config (accelerate/fsdp2_8gpu.yaml) instead",
+}
 
 
 @dataclass
@@ -178,22 +205,21 @@ class DAPOConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        check_training_config(
+            self,
+            {"num_generations": 2, "train_prompt_batch_size": 1, "gen_prompt_batch_size": 1, "mini_batch_size": 1,
+             "max_completion_length": 1, "max_prompt_length": 1, "micro_batch_token_budget": 1,
+             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0,
+             "max_num_gen_batches": 0},
+            exclusive=("weight_sync_bucket_mb", "temperature"),
+        )
+        reject_ignored_fields(self, TrainingArguments, [*USED_TRAINING_ARGUMENTS, *_own_fields()], IGNORED_FIELD_HINTS)
         super().__post_init__()
-        if self.num_generations < 2:
-            raise ValueError(
-                f"num_generations must be >= 2: advantages compare responses of the same prompt (got {self.num_generations})."
-            )
-        for name in ("train_prompt_batch_size", "gen_prompt_batch_size", "mini_batch_size", "max_completion_length",
-                     "max_prompt_length", "micro_batch_token_budget", "transformers_generation_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.weight_sync_bucket_mb <= 0:
-            raise ValueError(f"weight_sync_bucket_mb must be > 0 (default 1024), got {self.weight_sync_bucket_mb}.")
         for name in ("save_steps", "logging_steps"):
             if getattr(self, name) < 1 or getattr(self, name) != int(getattr(self, name)):
-                raise ValueError(f"{name} must be a whole number of training steps >= 1 for DAPO, got {getattr(self, name)}.")
+                raise FieldError(name, getattr(self, name), "must be a whole number of training steps >= 1 for DAPO.")
         if self.rollout_backend not in ROLLOUT_BACKENDS:
-            raise ValueError(f"rollout_backend must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}.")
+            raise FieldError("rollout_backend", self.rollout_backend, f"must be one of {ROLLOUT_BACKENDS}.")
         if self.train_prompt_batch_size % self.mini_batch_size != 0:
             raise ValueError(
                 f"train_prompt_batch_size ({self.train_prompt_batch_size}) must be a multiple of mini_batch_size "
@@ -204,15 +230,10 @@ class DAPOConfig(TrainingArguments):
                 f"gen_prompt_batch_size ({self.gen_prompt_batch_size}) < train_prompt_batch_size "
                 f"({self.train_prompt_batch_size}) with dynamic_sampling=False: set them equal, or enable dynamic sampling."
             )
-        if self.gradient_accumulation_steps != 1:
-            raise ValueError(
-                "DAPOConfig ignores gradient_accumulation_steps: accumulation follows from mini_batch_size and "
-                "micro_batch_token_budget. Leave it at 1."
-            )
         if self.loss_agg_mode not in LOSS_AGG_MODES:
-            raise ValueError(f"loss_agg_mode must be one of {', '.join(LOSS_AGG_MODES)}, got {self.loss_agg_mode!r}.")
+            raise FieldError("loss_agg_mode", self.loss_agg_mode, f"must be one of {', '.join(LOSS_AGG_MODES)}.")
         if self.clip_ratio_c is not None and self.clip_ratio_c <= 1.0:
-            raise ValueError(f"clip_ratio_c must be > 1.0 (verl uses 3.0) or None, got {self.clip_ratio_c}.")
+            raise FieldError("clip_ratio_c", self.clip_ratio_c, "must be > 1.0 (verl uses 3.0) or null.")
         if not 0 <= self.overlong_buffer_length < self.max_completion_length:
             raise ValueError(
                 f"overlong_buffer_length ({self.overlong_buffer_length}) must be in [0, max_completion_length="
@@ -225,3 +246,8 @@ class DAPOConfig(TrainingArguments):
             )
         if not self.rewards:
             raise ValueError("rewards is empty: name at least one reward, e.g. rewards=['mcq_accuracy'].")
+
+
+def _own_fields() -> list[str]:
+    """The fields :class:`DAPOConfig` adds or redefines (all of them are read)."""
+    return [name for name in DAPOConfig.__annotations__]

@@ -19,8 +19,7 @@ from transformers import AutoModelForCausalLM
 from medreason.engines.base import GenerationEngine
 from medreason.eval.benchmarks import Benchmark, to_eval_record
 from medreason.eval.prompts import PromptTemplate
-from medreason.recipe import merged_trainer_args
-from medreason.stage_context import StageContext, mark_stage_complete
+from medreason.stage_context import StageContext, StageSpec, mark_stage_complete
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
@@ -75,13 +74,17 @@ def rollout_engine(args: DAPOConfig, model_path: str) -> GenerationEngine | None
     )
 
 
+def dapo_stage_config(spec: StageSpec) -> DAPOConfig:
+    """The stage's :class:`DAPOConfig`."""
+    return DAPOConfig(
+        output_dir=str(spec.output_dir), run_name=f"{spec.run_cfg.run_name}/{spec.name}", seed=spec.run_cfg.seed,
+        **spec.settings,
+    )
+
+
 def run_dapo_stage(context: StageContext) -> Path:
     """Train one DAPO stage from ``context.model_path``; save to ``context.final_dir`` and return it."""
-    run_cfg, data = context.run_cfg, context.cfg.data
-    args = DAPOConfig(
-        output_dir=str(context.output_dir), run_name=f"{run_cfg.run_name}/{context.name}", seed=context.seed,
-        **merged_trainer_args(run_cfg, context.name),
-    )
+    run_cfg, data, args = context.run_cfg, context.cfg.data, context.config
     # Master weights stay float32 whatever the model block says: at the card's LR of 1e-6, AdamW updates
     # are far below bf16's resolution (~0.4% of a weight) and would round away. bf16=true in the trainer
     # block runs the forward/backward passes in bf16 autocast instead, as verl does with FSDP.

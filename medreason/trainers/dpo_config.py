@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from trl import DPOConfig as TRLDPOConfig
 
 from medreason.trainers.batch_size import accumulation_steps
+from medreason.trainers.config_checks import check_training_config
+from medreason.utils.config_errors import FieldError
 
 OVERLENGTH_POLICIES = ("truncate", "drop", "error")
 
@@ -45,8 +47,9 @@ class DPOConfig(TRLDPOConfig):
     )
 
     def __post_init__(self) -> None:
+        check_training_config(self)
         if self.overlength_policy not in OVERLENGTH_POLICIES:
-            raise ValueError(f"overlength_policy={self.overlength_policy!r} is not one of {OVERLENGTH_POLICIES}.")
+            raise FieldError("overlength_policy", self.overlength_policy, f"must be one of {OVERLENGTH_POLICIES}.")
         super().__post_init__()
         if self.global_batch_size is not None:
             self.gradient_accumulation_steps = accumulation_steps(

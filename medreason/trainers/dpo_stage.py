@@ -8,8 +8,7 @@ import datasets
 from transformers import AutoModelForCausalLM
 
 from medreason.data.preferences import to_preference_pair
-from medreason.recipe import merged_trainer_args
-from medreason.stage_context import StageContext
+from medreason.stage_context import StageContext, StageSpec
 from medreason.testing.tiny_data import tiny_preference_records
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_trainer import DPOTrainer
@@ -22,6 +21,15 @@ from medreason.trainers.stage_io import (
     selected_records,
     split_for_validation,
 )
+
+
+def dpo_stage_config(spec: StageSpec) -> DPOConfig:
+    """The stage's :class:`DPOConfig`; with a validation split it ends on the best checkpoint."""
+    validate = bool(spec.data is not None and spec.data.get("eval_fraction"))
+    return DPOConfig(
+        output_dir=str(spec.output_dir), run_name=f"{spec.run_cfg.run_name}/{spec.name}", seed=spec.run_cfg.seed,
+        **best_checkpoint_args(spec.settings, validate),
+    )
 
 
 def run_dpo_stage(context: StageContext) -> Path:
@@ -38,11 +46,7 @@ def run_dpo_stage(context: StageContext) -> Path:
     pairs = datasets.Dataset.from_list([{k: r[k] for k in fields if k in r} for r in record_set.records])
     train_set, eval_set = split_for_validation(pairs, data.eval_fraction, context.seed, context.name)
 
-    trainer_args = best_checkpoint_args(merged_trainer_args(context.run_cfg, context.name), eval_set is not None)
-    args = DPOConfig(
-        output_dir=str(context.output_dir), run_name=f"{context.run_cfg.run_name}/{context.name}",
-        seed=context.seed, **trainer_args,
-    )
+    args = context.config
     init_kwargs = model_init_kwargs(context.run_cfg.model)
     model = AutoModelForCausalLM.from_pretrained(context.model_path, **init_kwargs)
     reference = None

@@ -52,6 +52,7 @@ class DPOTrainer(TRLDPOTrainer):
     >>> trainer = DPOTrainer(AutoModelForCausalLM.from_pretrained(path), args=args,
     ...     train_dataset=tiny_preference_records(4), processing_class=AutoTokenizer.from_pretrained(path))
     >>> trainer.train().global_step
+    {'train_runtime': ...}
     1
     """
 

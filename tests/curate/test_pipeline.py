@@ -208,17 +208,22 @@ def test_configs_compose_and_build(tmp_path) -> None:
                 f"benchmarks={bench}",
             ],
         )
-    assert list(cfg.steps) == ["filter", "domain", "mix", "dedupe", "decontaminate"]
-    assert cfg.domain.clusters == 50000 and cfg.decontaminate.fuzzy_threshold == 90.0
-    assert [f["name"] for f in cfg.filters] == [
+    from omegaconf import OmegaConf
+
+    from medreason.curate import CurateConfig
+
+    config = CurateConfig(**OmegaConf.to_container(cfg, resolve=True))
+    assert config.steps == ["filter", "domain", "mix", "dedupe", "decontaminate"]
+    # the card's values come from the steps' settings classes, not restated in the YAML
+    assert config.domain_settings().clusters == 50000 and config.decontam_config().fuzzy_threshold == 90.0
+    assert config.domain_settings().keep == ["Medical", "Biology"] and config.decontam_config().ngram == 10
+    assert [f["name"] for f in config.filter_specs()] == [
         "complete_generation",
         "min_prompt_words",
         "max_trace_words",
         "max_wait",
     ]
-    from omegaconf import OmegaConf
-
-    pipeline = commands.build_pipeline(OmegaConf.to_container(cfg, resolve=True))
+    pipeline = commands.build_pipeline(config)
     assert [step.name for step in pipeline.steps] == [
         "load",
         "filter",

@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
+from medreason.stage_context import StageStateError
 from medreason.testing import tiny_records
 from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, SFTStage
 
@@ -131,7 +132,7 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_weights(tmp_path, tin
 def test_finished_stages_are_skipped_on_resume_and_protected_otherwise(tmp_path, tiny_model_dir):
     config = make_config(tmp_path, per_device_train_batch_size=8, max_steps=1, stages=[{"name": "all"}])
     (first,) = CurriculumSFTTrainer(str(tiny_model_dir), config, tiny_records(8)).train()
-    with pytest.raises(FileExistsError, match="already finished"):
+    with pytest.raises(StageStateError, match="already finished"):
         CurriculumSFTTrainer(str(tiny_model_dir), config, tiny_records(8)).train()
     again = CurriculumSFTTrainer(str(tiny_model_dir), config, tiny_records(8))
     (skipped,) = again.train(resume_from_checkpoint=True)

@@ -8,9 +8,9 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
 from medreason.eval.prompts import II_MEDICAL_INSTRUCTION, PromptTemplate
-from medreason.stage_context import COMPLETE_MARKER, StageContext
+from medreason.stage_context import COMPLETE_MARKER, StageContext, StageSpec
 from medreason.testing import tiny_records
-from medreason.trainers.dapo_stage import mcq_prompts, run_dapo_stage
+from medreason.trainers.dapo_stage import dapo_stage_config, mcq_prompts, run_dapo_stage
 from medreason.utils.jsonl import RecordError, write_jsonl
 
 
@@ -21,7 +21,7 @@ def _context(tmp_path, model_dir, data_path) -> StageContext:
         rewards=["mcq_accuracy", "format", "overlong"], learning_rate=1e-3, save_steps=100,
     )
     run_cfg = OmegaConf.create({
-        "run_name": "tiny_dapo",
+        "run_name": "tiny_dapo", "seed": 0,
         "model": {"dtype": "float32", "attn_implementation": None, "config_overrides": {}, "chat_template": None},
         "trainer": {"learning_rate": None, "max_steps": None},
         "stages": {"dapo": {"kind": "dapo", "data": {"path": str(data_path), "builtin": None, "split": "train",
@@ -31,6 +31,7 @@ def _context(tmp_path, model_dir, data_path) -> StageContext:
     return StageContext(
         name="dapo", kind="dapo", cfg=run_cfg.stages.dapo, model_path=str(model_dir), reference_path=None,
         output_dir=tmp_path / "dapo", resume=False, seed=0, run_cfg=run_cfg,
+        config=dapo_stage_config(StageSpec("dapo", trainer, run_cfg.stages.dapo.data, tmp_path / "dapo", run_cfg)),
     )
 
 
