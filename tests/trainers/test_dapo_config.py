@@ -3,33 +3,28 @@
 from pathlib import Path
 
 import pytest
+from card_values import II_MEDICAL_RL
 from omegaconf import OmegaConf
 
 from medreason.trainers.dapo_config import DAPOConfig
 
 CARD_YAML = Path(__file__).resolve().parents[2] / "conf" / "trainer" / "dapo.yaml"
 
-# The II-Medical-7B-Preview card's RL stage.
-CARD = {
-    "max_prompt_length": 2048, "max_completion_length": 12288, "overlong_buffer_length": 4096,
-    "overlong_penalty_factor": 1.0, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "train_prompt_batch_size": 512,
-    "gen_prompt_batch_size": 1536, "mini_batch_size": 32, "num_generations": 16, "temperature": 1.0, "top_p": 1.0,
-    "top_k": -1, "learning_rate": 1e-6, "warmup_steps": 10, "weight_decay": 0.1, "loss_agg_mode": "token-mean",
-    "max_grad_norm": 1.0, "entropy_coeff": 0.0, "kl_coef": 0.0,
-}
-
 
 def test_defaults_are_the_card(tmp_path):
     config = DAPOConfig(output_dir=str(tmp_path), use_cpu=True)
-    assert {key: getattr(config, key) for key in CARD} == CARD
+    assert {key: getattr(config, key) for key in II_MEDICAL_RL if key != "rollout_backend"} == {
+        key: value for key, value in II_MEDICAL_RL.items() if key != "rollout_backend"
+    }
 
 
-def test_yaml_block_builds_a_config_with_every_card_value(tmp_path):
+def test_yaml_block_sets_only_how_the_card_is_launched(tmp_path):
     block = OmegaConf.to_container(OmegaConf.load(CARD_YAML))
-    block.update(output_dir=str(tmp_path), use_cpu=True, bf16=False)
-    config = DAPOConfig(**block)
-    assert {key: getattr(config, key) for key in CARD} == CARD
-    assert config.rewards == ["mcq_accuracy", "overlong"] and config.filter_groups_metric == "mcq_accuracy"
+    defaults = DAPOConfig(output_dir=str(tmp_path), use_cpu=True)
+    assert not [key for key in block if key in II_MEDICAL_RL and key != "rollout_backend"]  # no restated card value
+    config = DAPOConfig(**{**block, "output_dir": str(tmp_path), "use_cpu": True, "bf16": False})
+    assert {key: getattr(config, key) for key in II_MEDICAL_RL} == II_MEDICAL_RL
+    assert config.filter_groups_metric == "mcq_accuracy" and defaults.filter_groups_metric == "reward"
 
 
 @pytest.mark.parametrize(
@@ -40,6 +35,13 @@ def test_yaml_block_builds_a_config_with_every_card_value(tmp_path):
         ({"dynamic_sampling": False, "gen_prompt_batch_size": 8, "train_prompt_batch_size": 16, "mini_batch_size": 4},
          "dynamic_sampling=False"),
         ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps"),
+        ({"optim": "adafactor"}, "optim='adafactor': DAPOConfig does not use this field; DAPO always uses torch AdamW"),
+        ({"eval_strategy": "steps"}, "eval_strategy='steps': DAPOConfig does not use this field; evaluate with an eval"),
+        ({"push_to_hub": True}, "push_to_hub=True: DAPOConfig does not use this field"),
+        ({"use_liger_kernel": True}, "use_liger_kernel=True: DAPOConfig does not use this field"),
+        ({"per_device_train_batch_size": 4}, "set train_prompt_batch_size, mini_batch_size"),
+        ({"learning_rate": "fast"}, "learning_rate='fast': expected a number"),
+        ({"max_num_gen_batches": -1}, "max_num_gen_batches=-1: must be >= 0"),
         ({"loss_agg_mode": "mean"}, "loss_agg_mode"),
         ({"clip_ratio_c": 1.0}, "clip_ratio_c"),
         ({"overlong_buffer_length": 12288}, "overlong_buffer_length"),
