@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from medreason.curate.stage import CurateConfig, curate_stage_config, run_curate_stage
@@ -126,9 +126,60 @@ def validate_run_config(cfg: DictConfig, check_hardware: bool = False) -> dict[s
         if kind not in STAGE_KINDS:
             raise RecipeError(f"stages.{name}.kind={kind!r} is unknown; choose one of {sorted(STAGE_KINDS)}.")
     _validate_run_wide_trainer(cfg)
+    unset = unset_values(cfg)
+    if unset and check_hardware:
+        raise UnsetValuesError(unset)
+    configs = {}
+    for name in selected:
+        try:
+            configs[name] = build_stage_config(cfg, name, check_hardware)
+        except (MissingMandatoryValue, InterpolationToMissingValueError):
+            if not unset:
+                raise
+            # a setting that interpolates a value still to set: that value is listed in `unset`
+    if unset:
+        raise UnsetValuesError(unset)
+    return configs
+
+
+def unset_values(cfg: DictConfig) -> list[str]:
+    """The key paths the user must still set for the selected stages: ``???`` values and data paths.
+
+    >>> unset_values(OmegaConf.create({"model": {"name_or_path": None, "tiny_family": None}, "stage": None,
+    ...     "stages": {"sft": {"kind": "sft", "data": {"path": "???", "builtin": None}}}}))
+    ['model.name_or_path', 'stages.sft.data.path']
+    """
+    selected = set(selected_stages(cfg))
+    unset = []
+    for key in _missing_keys(cfg, ""):
+        parts = key.split(".")
+        if parts[0] != "stages" or parts[1] in selected:
+            unset.append(key)
+    for name in selected_stages(cfg):
+        data = cfg.stages[name].get("data")
+        key = f"stages.{name}.data.path"
+        if data and data.get("builtin") is None and _is_unset(data, "path") and key not in unset:
+            if not _interpolates_missing(data, "path"):
+                unset.append(key)
     if cfg.model.name_or_path is None and cfg.model.tiny_family is None:
-        raise RecipeError("model.name_or_path is not set: give a hub id or local directory (or model=tiny).")
-    return {name: build_stage_config(cfg, name, check_hardware) for name in selected}
+        unset.insert(0, "model.name_or_path")
+    return unset
+
+
+class UnsetValuesError(RecipeError):
+    """Values the user must still set before the run can start, all of them at once.
+
+    Args:
+        keys: Their key paths, e.g. ``stages.sft.data.path``.
+    """
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        listed = "; ".join(f"{key}=..." for key in keys)
+        super().__init__(
+            f"{len(keys)} value{'s' if len(keys) > 1 else ''} to set before the run can start: {listed} "
+            "(data paths take JSONL, Parquet or a datasets id; model.name_or_path a hub id or local directory)."
+        )
 
 
 def build_stage_config(cfg: DictConfig, name: str, check_hardware: bool = True) -> Any:
@@ -169,11 +220,6 @@ def _validate_data(name: str, data: DictConfig | dict) -> None:
     unknown = set(data) - set(DATA_FIELDS)
     if unknown:
         raise RecipeError(f"stages.{name}.data has unknown keys {sorted(unknown)}; valid keys are {DATA_FIELDS}.")
-    if data and data.get("builtin") is None and _is_unset(data, "path"):
-        raise RecipeError(
-            f"stages.{name}.data.path is not set. Point it at your training data, e.g. "
-            f"stages.{name}.data.path=/data/train.jsonl (JSONL, Parquet, or a datasets id)."
-        )
     if data.get("builtin") not in (None, "tiny"):
         raise RecipeError(f"stages.{name}.data.builtin={data.builtin!r} is unknown; the built-in dataset is 'tiny'.")
 
@@ -191,6 +237,32 @@ def _validate_run_wide_trainer(cfg: DictConfig) -> None:
 def _did_you_mean(key: str, valid: set[str] | list[str]) -> str:
     close = difflib.get_close_matches(key, sorted(valid), n=3)
     return f" Did you mean {close}?" if close else ""
+
+
+def _missing_keys(node: Any, prefix: str) -> list[str]:
+    """Key paths of ``???`` values under ``node`` (interpolations are reported where they point)."""
+    found = []
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        path = f"{prefix}{key}"
+        if OmegaConf.is_interpolation(node, key):
+            continue
+        if OmegaConf.is_missing(node, key):
+            found.append(path)
+        elif isinstance(node._get_node(key), DictConfig | ListConfig):
+            found.extend(_missing_keys(node._get_node(key), f"{path}."))
+    return found
+
+
+def _interpolates_missing(node: DictConfig, key: str) -> bool:
+    """Whether ``node[key]`` interpolates to a ``???`` value (listed under that value's own key)."""
+    try:
+        node.get(key)
+    except InterpolationToMissingValueError:
+        return True
+    except MissingMandatoryValue:
+        return False
+    return False
 
 
 def _is_unset(node: DictConfig, key: str) -> bool:

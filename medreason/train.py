@@ -13,7 +13,6 @@ completion marker last; the next stage starts from ``final/``. The resolved conf
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -25,7 +24,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from medreason.config import config_dir
-from medreason.recipe import STAGE_KINDS, RecipeError, selected_stages, stage_names, validate_run_config
+from medreason.recipe import (
+    STAGE_KINDS,
+    RecipeError,
+    UnsetValuesError,
+    selected_stages,
+    stage_names,
+    validate_run_config,
+)
+from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.logging import configure_logging, get_logger
@@ -37,19 +44,33 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     """Validate ``cfg`` and train its selected stages; return each trained stage's final directory."""
     configure_logging(cfg.log_level)
     if cfg.dry_run:
-        validate_run_config(cfg)
+        try:
+            validate_run_config(cfg)
+            unset = []
+        except UnsetValuesError as error:
+            unset = error.keys
         _print_plan(cfg)
-        print("# config is valid")  # noqa: T201
+        for key in unset:
+            print(f"# to set: {key}=...")  # noqa: T201
+        count = f"{len(unset)} value{'s' if len(unset) > 1 else ''} to set"
+        print(f"# {count}: the config is valid otherwise" if unset else "# config is valid")  # noqa: T201
         return {}
     configs = validate_run_config(cfg, check_hardware=True)
     state = PartialState()
     output_dir = Path(cfg.output_dir)
+    names = stage_names(cfg)
+    kinds = {name: cfg.stages[name].kind for name in names}
+    markers = {name: read_completion_marker(output_dir / name) for name in selected_stages(cfg)}
+    if all(markers.values()) and not cfg.overwrite:
+        logger.info("Every stage of this run already finished in %s; overwrite=true trains them again.", output_dir)
+        if state.is_main_process:
+            print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
+        return {name: Path(marker["final_dir"]) for name, marker in markers.items()}
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     model_path = _base_model_path(cfg, output_dir, state)
 
-    names = stage_names(cfg)
     finals: dict[str, Path] = {}
     starts: dict[str, str] = {}
     seconds: dict[str, float] = {}
@@ -79,13 +100,8 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         seconds[name] = round(time.perf_counter() - started, 2)
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
-        summary = {
-            name: {"started_from": starts.get(name), "seconds": seconds.get(name),
-                   **(read_completion_marker(output_dir / name) or {})}
-            for name in names
-        }
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        logger.info("Run finished; summary in %s", output_dir / "summary.json")
+        write_summary(output_dir, names, starts, seconds)
+        print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
     return finals
 
 

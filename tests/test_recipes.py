@@ -13,6 +13,7 @@ from medreason.config import config_dir
 from medreason.recipe import (
     STAGE_KINDS,
     RecipeError,
+    UnsetValuesError,
     selected_stages,
     validate_run_config,
 )
@@ -122,7 +123,7 @@ def test_config_errors_name_the_field_and_the_fix():
         validate_run_config(load("tiny", "+stages.eval.evaluate.temp=1"))
     with pytest.raises(RecipeError, match="stages.eval.trainer does not apply to eval stages"):
         validate_run_config(load("tiny", "+stages.eval.trainer.learning_rate=1"))
-    with pytest.raises(RecipeError, match="stages.sft.data.path is not set"):
+    with pytest.raises(UnsetValuesError, match=r"1 value to set before the run can start: stages.sft.data.path=\.\.\."):
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             validate_run_config(compose("train", overrides=["+recipe=ii_medical_8b", "stage=sft"]))
     with pytest.raises(RecipeError, match="stages.sft_all.data has unknown keys \\['filters'\\]"):
@@ -146,7 +147,6 @@ BAD_OVERRIDES = [
     ("trainer.global_batch_size=-8", "trainer.global_batch_size=-8: must be >= 1."),
     ("trainer.learnin_rate=1e-3", "trainer.learnin_rate=0.001 is not a field of any trainer (sft, dpo, dapo). "
                                   "Did you mean ['learning_rate']?"),
-    ("stages.dpo.data.builtin=null", "stages.dpo.data.path is not set."),
     ("stages.dapo.trainer.optim=adafactor", "stages.dapo.trainer.optim='adafactor': DAPOConfig does not use this field"),
     ("stages.daop.trainer.max_steps=1", "stages.daop is not a stage of this recipe (it has no kind). Did you mean ['dapo']?"),
     ("stages.eval.evaluate.sampling.temprature=1", "stages.eval.evaluate.sampling.temprature=1: is not a field of sampling"),
@@ -167,6 +167,25 @@ def test_the_dry_run_rejects_each_bad_override_in_one_line(override, message, tm
     assert exit_info.value.code == 2
     assert err[-1].startswith("medreason.train: error: ") and message in err[-1], err[-1]
     assert not any(tmp_path.glob("*/stage_complete.json")) and not (tmp_path / "base_model").exists()
+
+
+def test_a_dry_run_lists_every_value_to_set_and_a_real_run_refuses_them_all(tmp_path, monkeypatch, capsys):
+    from medreason import train
+
+    monkeypatch.setattr(sys, "argv", ["medreason.train", "+recipe=finemedlm_o1", "dry_run=true", f"output_dir={tmp_path}"])
+    train.main()  # exits 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-4:] == ["# to set: stages.o1_sft.data.path=...", "# to set: stages.dpo.data.path=...",
+                        "# to set: finemed_path=...", "# 3 values to set: the config is valid otherwise"]
+    # DPO with neither built-in data nor a path: named before anything runs
+    monkeypatch.setattr(sys, "argv", ["medreason.train", "+recipe=tiny", "stages.dpo.data.builtin=null",
+                                      f"output_dir={tmp_path}"])
+    with pytest.raises(SystemExit):
+        train.main()
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "medreason.train: error: 1 value to set before the run can start: stages.dpo.data.path=..."
+    )
+    assert not (tmp_path / "base_model").exists()
 
 
 def test_the_cli_error_is_one_line_and_medreason_debug_shows_the_traceback(tmp_path):

@@ -63,11 +63,27 @@ def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     assert list(finals) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
     first = load_file(str(finals["dapo"] / "model.safetensors"))
 
-    with pytest.raises(StageStateError, match="already finished .* Pass resume=true"):
-        run(tiny_cfg(tmp_path))
+    # a finished run invoked again hands back its results and trains nothing
+    assert run(tiny_cfg(tmp_path)) == finals
     assert run(tiny_cfg(tmp_path, "resume=true")) == finals
     again = load_file(str(finals["dapo"] / "model.safetensors"))
     assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_a_run_whose_stages_partly_finished_asks_for_resume_or_overwrite(tmp_path, capsys):
+    run(tiny_cfg(tmp_path, "stage=synth"))
+    assert "| synth | synth | finished |" in capsys.readouterr().out
+    with pytest.raises(StageStateError, match="already finished .* Pass resume=true"):
+        run(tiny_cfg(tmp_path))
+
+
+def test_a_finished_run_prints_its_summary_again(tmp_path, capsys):
+    run(tiny_cfg(tmp_path, "stage=curate", "++stages.curate.init_from=unused"))
+    first = capsys.readouterr().out
+    assert run(tiny_cfg(tmp_path, "stage=curate", "++stages.curate.init_from=unused")) == {"curate": Path("unused")}
+    again = capsys.readouterr().out
+    assert again == first and "| curate | curate | finished |" in again and "| sft_all | sft | not run | – |" in again
+    assert f"Report: {tmp_path / 'curate' / 'dataset_card.md'}" in again
 
 
 def test_single_stage_starts_from_the_previous_final_model(tmp_path):
