@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,9 @@ STAGE_KINDS: dict[str, StageKind] = {
 """The stage kinds this version can run."""
 
 
+INTERPOLATED_ROOT = re.compile(r"\$\{(\w+)")
+"""The top-level key an interpolation such as ``${finemed_path}`` or ``${output_dir}/curate`` reads."""
+
 DATA_FIELDS = (
     "path", "builtin", "split", "format", "target", "system_prompt", "filter", "max_samples", "eval_fraction",
     "column_map",
@@ -72,6 +76,13 @@ DATA_FIELDS = (
 SETTINGS_BLOCKS = tuple(sorted({kind.block for kind in STAGE_KINDS.values()}))
 """Stage keys that hold a kind's settings (each kind uses one of them)."""
 STAGE_FIELDS = ("kind", "data", "init_from", "reference_from", *SETTINGS_BLOCKS)
+
+
+RUN_KEYS = (
+    "run_name", "output_dir", "seed", "stage", "resume", "overwrite", "dry_run", "log_level", "trainer", "stages",
+    "launch", "model",
+)
+"""The top-level settings of ``conf/train.yaml``; a recipe may add values its stages interpolate."""
 
 
 class RecipeError(ConfigError):
@@ -125,6 +136,7 @@ def validate_run_config(cfg: DictConfig, check_hardware: bool = False) -> dict[s
             raise RecipeError(f"stages.{name} has unknown keys {sorted(unknown)}; valid keys are {STAGE_FIELDS}.")
         if kind not in STAGE_KINDS:
             raise RecipeError(f"stages.{name}.kind={kind!r} is unknown; choose one of {sorted(STAGE_KINDS)}.")
+    _validate_root_keys(cfg)
     _validate_run_wide_trainer(cfg)
     unset = unset_values(cfg)
     if unset and check_hardware:
@@ -222,6 +234,17 @@ def _validate_data(name: str, data: DictConfig | dict) -> None:
         raise RecipeError(f"stages.{name}.data has unknown keys {sorted(unknown)}; valid keys are {DATA_FIELDS}.")
     if data.get("builtin") not in (None, "tiny"):
         raise RecipeError(f"stages.{name}.data.builtin={data.builtin!r} is unknown; the built-in dataset is 'tiny'.")
+
+
+def _validate_root_keys(cfg: DictConfig) -> None:
+    """A top-level key must be a run setting, a value the config interpolates (``finemed_path``), or a
+    recipe's private ``_name`` (a YAML anchor holder)."""
+    referenced = set(INTERPOLATED_ROOT.findall(OmegaConf.to_yaml(cfg)))
+    for key in cfg:
+        if key not in RUN_KEYS and key not in referenced and not str(key).startswith("_"):
+            raise RecipeError(
+                f"{key} is not a setting of medreason.train, and nothing in the recipe uses it.{_did_you_mean(key, RUN_KEYS)}"
+            )
 
 
 def _validate_run_wide_trainer(cfg: DictConfig) -> None:

@@ -152,6 +152,9 @@ BAD_OVERRIDES = [
     ("stages.eval.evaluate.sampling.temprature=1", "stages.eval.evaluate.sampling.temprature=1: is not a field of sampling"),
     ("stages.curate.curate.steps=[filter,dedup]", "stages.curate.curate.steps=['filter', 'dedup']: unknown step 'dedup'"),
     ("stages.synth.synth.pipeline=finemedd", "stages.synth.synth.pipeline='finemedd': must be one of"),
+    ("+trainer.learnin_rate=1e-5", "trainer.learnin_rate=1e-05 is not a field of any trainer"),
+    ("+api_key=sk-planted", "api_key is not a setting of medreason.train, and nothing in the recipe uses it."),
+    ("+run_nam=x", "run_nam is not a setting of medreason.train, and nothing in the recipe uses it. Did you mean"),
 ]
 
 
@@ -225,6 +228,15 @@ def test_dry_run_prints_the_resolved_config_from_any_directory(tmp_path):
     assert "# stages to run: sft_endocrinology (sft)" in result.stdout
     assert "# config is valid" in result.stdout
     assert not (tmp_path / "out" / "sft_endocrinology").exists()
+
+
+def test_run_keys_are_the_settings_of_train_yaml():
+    from omegaconf import OmegaConf
+
+    from medreason.recipe import RUN_KEYS
+
+    train_yaml = OmegaConf.load(config_dir() / "train.yaml")
+    assert sorted(k for k in train_yaml if k not in ("defaults", "hydra")) == sorted(set(RUN_KEYS) - {"model"})
 
 
 def test_shipped_config_paths_resolve():
