@@ -20,7 +20,7 @@ from medreason.curate.decontaminate import DecontamConfig, Decontaminator, iter_
 from medreason.curate.embed import Encoder
 from medreason.curate.filters import CARD_FILTERS, build_filters
 from medreason.curate.mixing import MixSource
-from medreason.curate.pipeline import CurationPipeline, StepSummary
+from medreason.curate.pipeline import CurationPipeline
 from medreason.curate.records import Rejects, read_traces
 from medreason.curate.steps import (
     DecontaminateStep,
@@ -32,6 +32,7 @@ from medreason.curate.steps import (
     MixStep,
     settings_from,
 )
+from medreason.curate.summary import StepSummary
 from medreason.engines.base import GenerationEngine
 from medreason.utils.logging import get_logger
 
