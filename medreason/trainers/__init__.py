@@ -1,7 +1,6 @@
 """Trainers: configs and trainers for every training stage, and the DAPO loss pieces.
 
-Names resolve on first use: importing one trainer does not import the others (the rewards import
-the DAPO loss pieces, and the DAPO trainer imports the rewards).
+Names resolve on first use: importing one trainer does not import the others.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ _LAZY = {
     "DAPOTrainer": "medreason.trainers.dapo_trainer",
     "dapo_policy_loss": "medreason.trainers.dapo_loss",
     "group_advantages": "medreason.trainers.dapo_loss",
-    "overlong_penalty": "medreason.trainers.dapo_loss",
     "DPOConfig": "medreason.trainers.dpo_config",
     "DPOTrainer": "medreason.trainers.dpo_trainer",
 }
@@ -34,14 +32,13 @@ __all__ = [
     "StageResult",
     "dapo_policy_loss",
     "group_advantages",
-    "overlong_penalty",
 ]
 
 if TYPE_CHECKING:
     from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
     from medreason.trainers.curriculum_sft_trainer import CurriculumSFTTrainer, StageResult
     from medreason.trainers.dapo_config import DAPOConfig
-    from medreason.trainers.dapo_loss import dapo_policy_loss, group_advantages, overlong_penalty
+    from medreason.trainers.dapo_loss import dapo_policy_loss, group_advantages
     from medreason.trainers.dapo_trainer import DAPOTrainer
     from medreason.trainers.dpo_config import DPOConfig
     from medreason.trainers.dpo_trainer import DPOTrainer
