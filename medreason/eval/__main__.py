@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
 from medreason.engines import SamplingParams
-from medreason.eval.prompts import PromptTemplate
 from medreason.eval.runner import evaluate_and_report
+from medreason.tasks.prompts import PromptTemplate
 from medreason.utils.logging import configure_logging, get_logger
 
 logger = get_logger(__name__)

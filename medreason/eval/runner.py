@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from medreason.engines import GenerationEngine, SamplingParams, build_engine
-from medreason.eval.benchmarks import Benchmark, EvalRecord, load_records, resolve_benchmarks
+from medreason.eval.benchmarks import resolve_benchmarks
 from medreason.eval.cache import GenerationCache, model_slug
-from medreason.eval.grading import extract_choice
-from medreason.eval.prompts import PromptTemplate
 from medreason.eval.results import BenchmarkResult, EvalResults, mean_and_stderr
+from medreason.tasks.grading import extract_choice
+from medreason.tasks.mcq import Benchmark, EvalRecord, load_records
+from medreason.tasks.prompts import PromptTemplate
 from medreason.utils.jsonl import write_jsonl
 from medreason.utils.logging import get_logger, is_main_process
 

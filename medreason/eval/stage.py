@@ -15,9 +15,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medreason.engines import SamplingParams
-from medreason.eval.benchmarks import Benchmark
 from medreason.eval.runner import evaluate_and_report
 from medreason.stage_context import StageContext, run_on_main_process
+from medreason.tasks.mcq import Benchmark
 from medreason.testing.tiny_data import write_tiny_benchmark
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
-from medreason.eval.benchmarks import EvalRecord
 from medreason.synth.cache import clear_manifest, write_manifest
 from medreason.synth.finemed import FineMedSettings, load_texts, run_finemed
 from medreason.synth.mcq import load_mcq
@@ -29,6 +28,7 @@ from medreason.synth.reasonmed import ReasonMedSettings, run_reasonmed
 from medreason.synth.report import write_report
 from medreason.synth.runner import EnginePool, Role, SynthRunner, build_role
 from medreason.synth.traces import TraceSettings, run_traces
+from medreason.tasks.mcq import EvalRecord
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)

@@ -17,10 +17,10 @@ from accelerate import PartialState
 from transformers import AutoModelForCausalLM
 
 from medreason.engines.base import GenerationEngine
-from medreason.eval.benchmarks import Benchmark, to_eval_record
-from medreason.eval.prompts import PromptTemplate
 from medreason.recipe import merged_trainer_args
 from medreason.stage_context import StageContext, mark_stage_complete
+from medreason.tasks.mcq import Benchmark, to_eval_record
+from medreason.tasks.prompts import PromptTemplate
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
