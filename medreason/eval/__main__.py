@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
 from medreason.engines import SamplingParams
-from medreason.eval.runner import evaluate_and_report
+from medreason.eval.report import evaluate_and_report
 from medreason.tasks.prompts import PromptTemplate
 from medreason.utils.logging import configure_logging, get_logger
 

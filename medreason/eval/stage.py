@@ -15,10 +15,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medreason.engines import SamplingParams
-from medreason.eval.runner import evaluate_and_report
+from medreason.eval.report import evaluate_and_report
 from medreason.stage_context import StageContext, run_on_main_process
 from medreason.tasks.mcq import Benchmark
 from medreason.testing.tiny_data import write_tiny_benchmark
+from medreason.ttt.config import TTTConfig
 
 
 @dataclass
@@ -60,8 +61,6 @@ class EvalStageConfig:
 
     def __post_init__(self) -> None:
         if self.ttt:
-            from medreason.ttt.config import TTTConfig
-
             unknown = set(self.ttt) - {"corpus_path"} - {f.name for f in dataclasses.fields(TTTConfig)}
             if unknown:
                 raise ValueError(f"ttt has unknown keys {sorted(unknown)}; valid: corpus_path and TTTConfig's fields.")

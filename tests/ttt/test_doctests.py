@@ -1,4 +1,5 @@
-"""The ``>>>`` examples of medreason.ttt run (the trainer's needs the offline MiniLM)."""
+"""The ``>>>`` examples of medreason.ttt and of the with/without-TTT comparison in medreason.eval run
+(the trainer's needs the offline MiniLM)."""
 
 import doctest
 import importlib
@@ -10,8 +11,8 @@ MODULES = [
     "medreason.ttt.config",
     "medreason.ttt.retrieval",
     "medreason.ttt.adapt",
-    "medreason.ttt.cli",
     "medreason.ttt.trainer",
+    "medreason.eval.ttt_comparison",
 ]
 
 
