@@ -15,6 +15,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
+from medreason.curate.commands import curate, decontaminate_file
+from medreason.curate.decontaminate import DecontamConfig
+from medreason.curate.steps import settings_from
 from medreason.utils.logging import configure_logging, get_logger
 
 COMMANDS = ("curate", "decontaminate")
@@ -34,10 +37,6 @@ def run(cfg: DictConfig) -> None:
     Raises:
         ValueError: an unknown command or missing required settings.
     """
-    from medreason.curate.commands import curate, decontaminate_file
-    from medreason.curate.decontaminate import DecontamConfig
-    from medreason.curate.steps import settings_from
-
     configure_logging()
     data = OmegaConf.to_container(cfg, resolve=True)
     if data["command"] == "decontaminate":
