@@ -4,7 +4,7 @@ Synthesis → curation/decontamination → curriculum SFT → DPO → DAPO → t
 each a trainer or pipeline usable from Python and from a Hydra recipe
 (``python -m medreason.train +recipe=tiny``).
 
-Trainers are imported on first use, so ``import medreason`` stays light.
+Trainers (and the test-time trainer) are imported on first use, so ``import medreason`` stays light.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ _LAZY = {
     "DPOConfig": "medreason.trainers",
     "DPOTrainer": "medreason.trainers",
     "SFTStage": "medreason.trainers",
+    "TTTConfig": "medreason.ttt",
+    "TestTimeTrainer": "medreason.ttt",
 }
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "DPOConfig",
     "DPOTrainer",
     "SFTStage",
+    "TTTConfig",
+    "TestTimeTrainer",
     "__version__",
 ]
 
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
         DPOTrainer,
         SFTStage,
     )
+    from medreason.ttt import TestTimeTrainer, TTTConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -18,8 +18,9 @@ from medreason.curate.domain_vote import ClusterVote, DomainClassifier, majority
 from medreason.curate.embed import Embedder
 from medreason.curate.filters import FILTERS, build_filters, register_filter
 from medreason.curate.mixing import MixSource, sample_fixed
-from medreason.curate.pipeline import CurationPipeline, StepContext, StepSummary
+from medreason.curate.pipeline import CurationPipeline, StepContext
 from medreason.curate.records import Rejects, TraceRecord, parse_trace, read_traces
+from medreason.curate.summary import StepSummary
 
 __all__ = [
     "CurateConfig",

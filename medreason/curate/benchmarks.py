@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medreason.eval.benchmarks import SUITES, get_benchmark, resolve_benchmarks
+from medreason.tasks.mcq import load_records
 from medreason.utils.jsonl import RecordError, read_jsonl
 from medreason.utils.logging import get_logger
 
@@ -54,17 +56,10 @@ def read_benchmark_file(path: str | os.PathLike) -> list[BenchmarkItem]:
 
 
 def _from_registry(name: str, data_dir: str | os.PathLike | None) -> list[BenchmarkItem]:
-    """Items of a suite (``ii_medical``) or registered benchmark, via :mod:`medreason.eval`.
+    """Items of a suite (``ii_medical``) or registered benchmark, via :mod:`medreason.eval.benchmarks`.
 
     Benchmarks whose data is not available here (private sets such as NEJM) are skipped with a warning.
     """
-    try:
-        from medreason.eval.benchmarks import SUITES, get_benchmark, load_records, resolve_benchmarks
-    except ImportError as error:
-        raise ValueError(
-            f"benchmarks={name!r} is not an existing file or directory, and suite names need "
-            f"medreason.eval ({error}). Pass JSONL files or a directory of them instead."
-        ) from None
     if name in SUITES:
         chosen = resolve_benchmarks(suite=name)
     else:

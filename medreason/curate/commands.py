@@ -20,7 +20,7 @@ from medreason.curate.config import CurateConfig
 from medreason.curate.decontaminate import DecontamConfig, Decontaminator, iter_matches
 from medreason.curate.embed import Encoder
 from medreason.curate.filters import build_filters
-from medreason.curate.pipeline import CurationPipeline, StepSummary
+from medreason.curate.pipeline import CurationPipeline
 from medreason.curate.records import Rejects, read_traces
 from medreason.curate.steps import (
     DecontaminateStep,
@@ -30,6 +30,7 @@ from medreason.curate.steps import (
     LoadStep,
     MixStep,
 )
+from medreason.curate.summary import StepSummary
 from medreason.engines.base import GenerationEngine
 from medreason.utils.config_errors import FieldError, build_checked
 from medreason.utils.logging import get_logger

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,41 +27,13 @@ from tqdm.auto import tqdm
 
 from medreason.curate.records import ON_ERROR, Rejects, TraceRecord
 from medreason.curate.report import render_card
+from medreason.curate.summary import StepSummary
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 DONE = "done.json"
 MANIFEST = "manifest.json"
-
-
-@dataclass
-class StepSummary:
-    """What one step did, as stored in its ``done.json``.
-
-    Args:
-        name: Step name.
-        fingerprint: Hash of this step's settings and all earlier fingerprints.
-        input: Records the step received.
-        kept: Records it passed on (including any it added).
-        added: Records it added (``load``, ``mix``).
-        dropped: Dropped records per reason.
-        rejected: Malformed input lines written to its rejects file.
-        seconds: Wall time.
-        by_source: ``{source: {"kept": n, "dropped": n}}``.
-        extra: Step-specific figures (clusters voted, match methods, …).
-    """
-
-    name: str
-    fingerprint: str
-    input: int = 0
-    kept: int = 0
-    added: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    rejected: int = 0
-    seconds: float = 0.0
-    by_source: dict[str, dict[str, int]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StepContext:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from medreason.curate.pipeline import StepSummary
+from medreason.curate.summary import StepSummary
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -22,7 +19,6 @@ def render_card(title: str, summaries: list[StepSummary], final_by_source: dict[
         summaries: One per step, in order.
         final_by_source: Records in the curated output per source.
 
-    >>> from medreason.curate.pipeline import StepSummary
     >>> card = render_card("Demo", [StepSummary("load", "f", kept=3, added=3)], {"demo": 3})
     >>> "| load | 0 | 3 | 3 | 0 | 0 |" in card
     True

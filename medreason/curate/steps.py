@@ -26,6 +26,7 @@ from medreason.curate.filters import BoundFilter, first_failure
 from medreason.curate.mixing import DEDUPE_BY, MixSource, dedupe_key, sample_fixed
 from medreason.curate.pipeline import StepContext
 from medreason.curate.records import TraceRecord, read_traces
+from medreason.engines import build_engine
 from medreason.engines.base import GenerationEngine, SamplingParams
 
 
@@ -127,8 +128,6 @@ class DomainSettings:
 
 
 def _build_engine(options: Mapping[str, Any]) -> GenerationEngine:
-    from medreason.engines import build_engine  # lazy: only the domain step needs a real backend
-
     options = dict(options)
     backend = options.pop("backend", None)
     if not isinstance(backend, str):

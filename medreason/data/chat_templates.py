@@ -3,12 +3,17 @@
 Real Qwen tokenizers ship their own templates and are used as they are. A tokenizer without a
 template (Llama-3.1-8B base in FineMedLM-o1, the tiny test tokenizer) gets :data:`CHATML_THINK`.
 The ``{% generation %}`` markers let TRL build assistant-token masks for multi-turn data; single-turn
-records are trained as prompt/completion pairs, which need no markers.
+records are trained as prompt/completion pairs, which need no markers. :data:`Prompt` is the shape of
+a prompt everywhere: raw text or the chat messages a template renders.
 """
 
 from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
+
+Message = dict[str, str]
+Prompt = str | list[Message]
+"""A raw text prompt (sent as is) or chat messages (the engine applies the chat template)."""
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"

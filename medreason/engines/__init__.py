@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medreason.engines.base import Completion, GenerationEngine, Message, Prompt, SamplingParams
+from medreason.data.chat_templates import Message, Prompt
+from medreason.engines.base import Completion, GenerationEngine, SamplingParams
 from medreason.engines.transformers_engine import TransformersEngine
 
 __all__ = [

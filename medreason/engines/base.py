@@ -12,9 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-Message = dict[str, str]
-Prompt = str | list[Message]
-"""A raw text prompt (sent as is) or chat messages (the engine applies the chat template)."""
+from medreason.data.chat_templates import Prompt
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Evaluation: benchmark registry, answer grading shared with the RL reward, runner, tables and plots.
+"""Evaluation: benchmark registry, runner, tables and plots.
+
+The record schema, prompt template and answer grader it re-exports live in :mod:`medreason.tasks`,
+shared with the RL rewards, the DAPO stage and synthesis.
 
 >>> from medreason.eval import extract_choice
 >>> extract_choice("<think>A or C?</think>The answer is \\\\boxed{C}.", {"A": "Asthma", "B": "COPD", "C": "Croup"})
@@ -8,19 +11,17 @@
 from medreason.eval.benchmarks import (
     BENCHMARKS,
     SUITES,
-    Benchmark,
-    EvalRecord,
     get_benchmark,
-    load_records,
     register_benchmark,
     resolve_benchmarks,
 )
 from medreason.eval.config import EngineSettings, EvalConfig
-from medreason.eval.grading import extract_choice, grade
-from medreason.eval.prompts import II_MEDICAL_INSTRUCTION, PromptTemplate, format_question
 from medreason.eval.published import PublishedTable, published_table
 from medreason.eval.results import BenchmarkResult, EvalResults, mean_and_stderr
 from medreason.eval.runner import CARD_SAMPLING, evaluate
+from medreason.tasks.grading import extract_choice, grade
+from medreason.tasks.mcq import Benchmark, EvalRecord, load_records
+from medreason.tasks.prompts import II_MEDICAL_INSTRUCTION, PromptTemplate, format_question
 
 __all__ = [
     "BENCHMARKS",

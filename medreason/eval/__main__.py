@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
 from medreason.eval.config import EvalConfig
-from medreason.eval.runner import evaluate_and_report
+from medreason.eval.report import evaluate_and_report
 from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.logging import configure_logging, get_logger
 

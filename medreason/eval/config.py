@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from medreason.engines import ENGINE_BACKENDS, SamplingParams
-from medreason.eval.benchmarks import Benchmark
-from medreason.eval.prompts import PromptTemplate
 from medreason.eval.runner import CARD_SAMPLING
+from medreason.tasks.mcq import Benchmark
+from medreason.tasks.prompts import PromptTemplate
 from medreason.testing.tiny_data import write_tiny_benchmark
 from medreason.ttt.config import TTTConfig
 from medreason.utils.config_errors import FieldError, build_checked, check_field_types, check_ranges

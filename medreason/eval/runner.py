@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from medreason.engines import GenerationEngine, SamplingParams, build_engine
-from medreason.eval.benchmarks import Benchmark, EvalRecord, load_records, resolve_benchmarks
+from medreason.eval.benchmarks import resolve_benchmarks
 from medreason.eval.cache import GenerationCache, model_slug
-from medreason.eval.grading import extract_choice
-from medreason.eval.prompts import PromptTemplate
 from medreason.eval.results import BenchmarkResult, EvalResults, mean_and_stderr
+from medreason.tasks.grading import extract_choice
+from medreason.tasks.mcq import Benchmark, EvalRecord, load_records
+from medreason.tasks.prompts import PromptTemplate
 from medreason.utils.jsonl import write_jsonl
 from medreason.utils.logging import get_logger, is_main_process
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
-__all__ = ["CARD_SAMPLING", "evaluate", "evaluate_and_report"]
+__all__ = ["CARD_SAMPLING", "evaluate"]
 
 CARD_SAMPLING = SamplingParams(temperature=0.6, top_p=0.9, max_tokens=16384, seed=0)
 """II-Medical-8B card: "Recommended Sampling Parameters: temperature = 0.6, top_p = 0.9"; 16384 new
@@ -223,31 +224,3 @@ def _run_benchmark(
         truncated_rate=truncated / total,
         predictions_path=str(predictions_path),
     )
-
-
-def evaluate_and_report(
-    model: str | os.PathLike,
-    suite: str | None,
-    ttt: Mapping[str, Any] | None,
-    report_dir: str | os.PathLike | None = None,
-    **evaluate_kwargs: Any,
-) -> tuple[EvalResults, str, dict[str, Any]]:
-    """:func:`evaluate` (or, with ``ttt`` settings, without and with test-time training), then write
-    ``results.md`` (the model-card table; with TTT both rows and their difference) and ``results.png``
-    to ``report_dir`` (default: the results' own directory). Returns the results (with TTT: the TTT
-    run), the table and extra metrics."""
-    metrics: dict[str, Any] = {}
-    if ttt:
-        from medreason.ttt.cli import evaluate_from_config, side_by_side_table
-
-        without, results = evaluate_from_config(model, suite, dict(ttt), **evaluate_kwargs)
-        table = side_by_side_table(without, results)
-        metrics = {"accuracies_without_ttt": without.accuracies, "average_without_ttt": without.average}
-    else:
-        results = evaluate(model, suite=suite, **evaluate_kwargs)
-        table = results.table()
-    report_dir = Path(report_dir or results.output_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "results.md").write_text(table + "\n", encoding="utf-8")
-    results.plot(report_dir / "results.png")
-    return results, table, metrics

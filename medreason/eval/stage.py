@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.eval.config import EvalConfig
-from medreason.eval.runner import evaluate_and_report
+from medreason.eval.report import evaluate_and_report
 from medreason.stage_context import StageContext, StageSpec, run_on_main_process
 
 

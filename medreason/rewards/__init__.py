@@ -5,7 +5,7 @@ Importing the package registers the built-ins: ``mcq_accuracy``, ``format`` and 
 
 from medreason.rewards.format import format_reward
 from medreason.rewards.mcq_accuracy import mcq_accuracy_reward
-from medreason.rewards.overlong import overlong_reward
+from medreason.rewards.overlong import overlong_penalty, overlong_reward
 from medreason.rewards.registry import (
     AsyncReward,
     Reward,
@@ -26,6 +26,7 @@ __all__ = [
     "format_reward",
     "get_reward",
     "mcq_accuracy_reward",
+    "overlong_penalty",
     "overlong_reward",
     "register_reward",
     "reward_name",

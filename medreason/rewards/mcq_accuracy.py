@@ -1,6 +1,6 @@
 """Multiple-choice accuracy: 1.0 when the response chooses the right option, else 0.0.
 
-The answer is read by :func:`medreason.eval.grading.extract_choice`, the grader evaluation uses, so
+The answer is read by :func:`medreason.tasks.grading.extract_choice`, the grader evaluation uses, so
 the RL reward and the benchmark numbers can never disagree about a response. A response that names
 two options (``\\boxed{A, C}``) or none scores 0.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medreason.eval.grading import extract_choice
 from medreason.rewards.registry import register_reward
+from medreason.tasks.grading import extract_choice
 
 
 @register_reward("mcq_accuracy")

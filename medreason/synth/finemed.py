@@ -46,6 +46,7 @@ from medreason.synth.parsing import (
     parse_long_form,
 )
 from medreason.synth.prompts import load_template
+from medreason.synth.reward import RewardModel
 from medreason.synth.runner import Call, Role, SynthRunner
 from medreason.synth.selection import (
     COMPLEXITY_THRESHOLD,
@@ -371,8 +372,6 @@ def _choose_answers(
         if ids:
             logger.warning("No reward model configured (reward_model=null): keeping answer1 of each pair.")
         return {qid: (answers[qid][0], "answer1") for qid in ids}
-    from medreason.synth.reward import RewardModel
-
     scorer = RewardModel(settings.reward_model, settings.reward_batch_size, settings.reward_max_length)
     cache = CallCache(runner.output_dir / "cache" / "reward.jsonl", fsync=runner.fsync)
     picks = scorer.choose([(questions[qid], *answers[qid]) for qid in ids], cache)

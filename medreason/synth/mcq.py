@@ -1,6 +1,6 @@
 """Multiple-choice inputs of the ReasonMed and II-Medical trace pipelines.
 
-Records are read and validated by the evaluation loaders (:mod:`medreason.eval.benchmarks`), so the
+Records are read and validated by the shared multiple-choice loaders (:mod:`medreason.tasks.mcq`), so the
 input schema is the shared one, ``{"id", "question", "options": {"A": …}, "answer": "<letter>"}``, or
 any file/dataset mapped onto it with ``columns`` (e.g. ``{"options": "choices", "answer": "cop"}``).
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medreason.eval.benchmarks import Benchmark, EvalRecord, load_records
+from medreason.tasks.mcq import Benchmark, EvalRecord, load_records
 
 __all__ = ["format_mcq", "load_mcq"]
 
@@ -28,7 +28,7 @@ def load_mcq(
     ``limit`` applies per input.
 
     Raises:
-        FileNotFoundError, RecordError: as :func:`medreason.eval.benchmarks.load_records`.
+        FileNotFoundError, RecordError: as :func:`medreason.tasks.mcq.load_records`.
     """
     sources = [inputs] if isinstance(inputs, str) else list(inputs)
     if not sources:

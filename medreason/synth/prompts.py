@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from medreason.engines.base import Message
+from medreason.data.chat_templates import Message
 
 __all__ = ["TEMPLATE_DIR", "PromptTemplate", "load_template"]
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
-from medreason.eval.benchmarks import EvalRecord
-from medreason.eval.grading import grade
 from medreason.synth.mcq import format_mcq
 from medreason.synth.parsing import Verdict, parse_ranking, parse_text, parse_verdict
 from medreason.synth.prompts import load_template
 from medreason.synth.runner import Call, Role, SynthRunner
+from medreason.tasks.grading import grade
+from medreason.tasks.mcq import EvalRecord
 from medreason.utils.jsonl import write_jsonl
 
 __all__ = ["REASONMED_ROLES", "ReasonMedSettings", "run_reasonmed"]

@@ -2,7 +2,7 @@
 
 Source: II-Medical-7B-Preview model card, "Dataset Curation" 2: QwQ traces generated for MedMCQA
 (183k), MedQA (10k) and MedReason (32.7k) questions. A trace is kept only when its final answer, as
-read by the shared grader (:func:`medreason.eval.grading.grade`, the one evaluation and RL
+read by the shared grader (:func:`medreason.tasks.grading.grade`, the one evaluation and RL
 rewards use), is the reference option.
 
 Calls per question: one call asking for ``samples`` completions per round, for at most ``rounds``
@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medreason.engines.base import Completion
-from medreason.eval.benchmarks import EvalRecord
-from medreason.eval.grading import grade
 from medreason.synth.mcq import format_mcq
 from medreason.synth.parsing import split_reasoning
 from medreason.synth.prompts import load_template
 from medreason.synth.runner import Call, Role, SynthRunner
+from medreason.tasks.grading import grade
+from medreason.tasks.mcq import EvalRecord
 from medreason.utils.jsonl import write_jsonl
 
 __all__ = ["TraceSettings", "run_traces", "split_trace"]

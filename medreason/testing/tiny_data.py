@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.data.chat_templates import format_reasoning
+from medreason.utils.jsonl import write_jsonl
 
 # (primary department, secondary department, finding, diagnosis or drug, distractors, explanation)
 _FACTS: tuple[tuple[str, str, str, str, tuple[str, str, str], str], ...] = (
@@ -152,8 +153,6 @@ def tiny_benchmark_records(num_records: int = 24, seed: int = 1) -> list[dict[st
 
 def write_tiny_benchmark(directory: Path) -> Path:
     """Write :func:`tiny_benchmark_records` to ``directory/tiny_mcq.jsonl`` and return the path."""
-    from medreason.utils.jsonl import write_jsonl
-
     path = Path(directory) / "tiny_mcq.jsonl"
     write_jsonl(path, tiny_benchmark_records())
     return path

@@ -1,4 +1,4 @@
-"""The DAPO objective as plain tensor functions: advantages, overlong shaping, the clipped loss.
+"""The DAPO objective as plain tensor functions: advantages and the clipped loss.
 
 DAPO (Yu et al., 2025, https://arxiv.org/abs/2503.14476) maximises, for a prompt ``q`` with a group of
 ``G`` sampled responses ``o_1..o_G`` and rewards ``R_1..R_G``:
@@ -16,7 +16,8 @@ DAPO (Yu et al., 2025, https://arxiv.org/abs/2503.14476) maximises, for a prompt
   responses are not down-weighted as in GRPO's per-sequence mean (paper §3.3). The denominator is the
   token count of the *whole mini-batch*; pass it as ``normalizer`` when the mini-batch is split into
   micro-batches or data-parallel ranks (see :func:`aggregate_loss`).
-* **Overlong shaping** (:func:`overlong_penalty`, paper §3.4, Eq. 13).
+* **Overlong shaping** (paper §3.4, Eq. 13) shapes the reward, so it lives with the rewards:
+  :func:`medreason.rewards.overlong_penalty`.
 * **Dual-clip** (Ye et al., 2020, https://arxiv.org/abs/1912.09729) optionally bounds the loss of
   negative-advantage tokens whose ratio explodes: ``max(·, ...)`` is capped by ``-A · c`` for ``A < 0``.
 
@@ -216,32 +217,6 @@ def group_advantages(rewards: torch.Tensor | Sequence[float], group_size: int, e
     advantages = (filled - mean) / (std + eps)
     advantages = torch.where(valid & (count >= 2), advantages, torch.zeros_like(advantages))
     return advantages.view(-1)
-
-
-def overlong_penalty(
-    response_lengths: torch.Tensor | Sequence[int],
-    max_response_length: int,
-    buffer_length: int,
-    penalty_factor: float = 1.0,
-) -> torch.Tensor:
-    """DAPO's soft overlong punishment (paper Eq. 13): 0 up to ``L_max - L_cache``, then linear to ``-factor``.
-
-    ``R(y) = 0`` if ``|y| <= L_max - L_cache``; ``((L_max - L_cache) - |y|) / L_cache · factor`` while
-    ``|y| <= L_max``; ``-factor`` beyond. Card: ``L_max`` 12,288, ``L_cache`` 4,096, factor 1.0, so a
-    10,240-token response gets -0.5 and a truncated one -1.0.
-
-    >>> overlong_penalty([8192, 10240, 12288], max_response_length=12288, buffer_length=4096)
-    tensor([ 0.0000, -0.5000, -1.0000])
-    """
-    if buffer_length <= 0 or buffer_length > max_response_length:
-        raise ValueError(
-            f"buffer_length must be in (0, max_response_length={max_response_length}], got {buffer_length}; "
-            "set overlong_buffer_length=0 in the config to turn overlong shaping off instead."
-        )
-    lengths = torch.as_tensor(response_lengths, dtype=torch.float32)
-    expected = max_response_length - buffer_length
-    penalty = (expected - lengths) / buffer_length * penalty_factor
-    return penalty.clamp(min=-penalty_factor, max=0.0)
 
 
 def pack_by_token_budget(lengths: Sequence[tuple[int, int]], budget: int, padded: bool = True) -> list[list[int]]:

@@ -2,7 +2,7 @@
 
 The stage's ``data`` block points at records in the shared MCQ schema (``question``, ``options``,
 ``answer``; JSONL, Parquet, a ``datasets`` id or ``builtin: tiny``). Each record becomes the prompt
-evaluation uses (:class:`medreason.eval.prompts.PromptTemplate`: the II-Medical ``\\boxed{}``
+evaluation uses (:class:`medreason.tasks.prompts.PromptTemplate`: the II-Medical ``\\boxed{}``
 instruction), so the policy is trained on exactly the prompt format it is scored on.
 """
 
@@ -17,9 +17,9 @@ from accelerate import PartialState
 from transformers import AutoModelForCausalLM
 
 from medreason.engines.base import GenerationEngine
-from medreason.eval.benchmarks import Benchmark, to_eval_record
-from medreason.eval.prompts import PromptTemplate
 from medreason.stage_context import StageContext, StageSpec, mark_stage_complete
+from medreason.tasks.mcq import Benchmark, to_eval_record
+from medreason.tasks.prompts import PromptTemplate
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
@@ -29,7 +29,7 @@ from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, selec
 def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str, template: PromptTemplate) -> list[dict[str, Any]]:
     """``{prompt, answer, options}`` rows for the trainer; the rewards read ``answer`` and ``options``.
 
-    Records are read exactly as evaluation reads benchmark files (:func:`medreason.eval.benchmarks.to_eval_record`).
+    Records are read exactly as evaluation reads benchmark files (:func:`medreason.tasks.mcq.to_eval_record`).
 
     Raises:
         RecordError: a record lacks a question, its options are not a mapping or list, or its answer is not an option.

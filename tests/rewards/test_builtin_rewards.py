@@ -4,8 +4,9 @@ import random
 import string
 
 import pytest
+import torch
 
-from medreason.rewards import format_reward, mcq_accuracy_reward, overlong_reward
+from medreason.rewards import format_reward, mcq_accuracy_reward, overlong_penalty, overlong_reward
 
 OPTIONS = {"A": "asthma", "B": "COPD", "C": "croup", "D": "pneumothorax"}
 
@@ -42,6 +43,16 @@ def test_mcq_accuracy_skips_records_without_answer():
 )
 def test_format(text, expected):
     assert format_reward([text]) == [expected]
+
+
+def test_overlong_penalty_card_values():
+    penalty = overlong_penalty([0, 8192, 9216, 10240, 12288], max_response_length=12288, buffer_length=4096,
+                               penalty_factor=1.0)
+    torch.testing.assert_close(penalty, torch.tensor([0.0, 0.0, -0.25, -0.5, -1.0]))
+    half = overlong_penalty([12288], 12288, 4096, penalty_factor=0.5)
+    assert half.item() == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="overlong_buffer_length=0"):
+        overlong_penalty([1], 100, 0)
 
 
 def test_overlong_reward_uses_token_counts():

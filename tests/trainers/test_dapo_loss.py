@@ -11,7 +11,6 @@ from medreason.trainers.dapo_loss import (
     dapo_policy_loss,
     group_advantages,
     kl_penalty,
-    overlong_penalty,
     pack_by_token_budget,
     selective_log_softmax,
     token_entropy,
@@ -158,16 +157,6 @@ def test_group_advantages_rejects_bad_shapes():
         group_advantages(torch.ones(6), 4)
     with pytest.raises(ValueError, match=">= 2"):
         group_advantages(torch.ones(4), 1)
-
-
-def test_overlong_penalty_card_values():
-    penalty = overlong_penalty([0, 8192, 9216, 10240, 12288], max_response_length=12288, buffer_length=4096,
-                               penalty_factor=1.0)
-    torch.testing.assert_close(penalty, torch.tensor([0.0, 0.0, -0.25, -0.5, -1.0]))
-    half = overlong_penalty([12288], 12288, 4096, penalty_factor=0.5)
-    assert half.item() == pytest.approx(-0.5)
-    with pytest.raises(ValueError, match="overlong_buffer_length=0"):
-        overlong_penalty([1], 100, 0)
 
 
 def test_kl_penalty_and_entropy():

@@ -7,8 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
-from medreason.eval.prompts import II_MEDICAL_INSTRUCTION, PromptTemplate
 from medreason.stage_context import COMPLETE_MARKER, StageContext, StageSpec
+from medreason.tasks.prompts import II_MEDICAL_INSTRUCTION, PromptTemplate
 from medreason.testing import tiny_records
 from medreason.trainers.dapo_stage import dapo_stage_config, mcq_prompts, run_dapo_stage
 from medreason.utils.jsonl import RecordError, write_jsonl

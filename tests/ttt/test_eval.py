@@ -6,8 +6,8 @@ import pytest
 
 from medreason.engines import SamplingParams
 from medreason.eval import evaluate
+from medreason.eval.ttt_comparison import evaluate_from_config, side_by_side_table
 from medreason.ttt import TestTimeTrainer, TTTConfig
-from medreason.ttt.cli import evaluate_from_config, side_by_side_table
 
 from .helpers import HashEncoder, load_tiny, max_abs_diff, state
 

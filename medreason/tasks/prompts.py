@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medreason.engines.base import Prompt
-from medreason.eval.benchmarks import EvalRecord
+from medreason.data.chat_templates import Prompt
+from medreason.tasks.mcq import EvalRecord
 
 __all__ = ["II_MEDICAL_INSTRUCTION", "PromptTemplate", "format_question"]
 
