@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from medreason.curate.stage import CurateConfig, curate_stage_config, run_curate_stage
+from medreason.engines import check_backend_installed
 from medreason.eval.stage import EvalConfig, eval_stage_config, run_eval_stage
 from medreason.stage_context import StageContext, StageSpec
 from medreason.synth.stage import SynthStageConfig, run_synth_stage, synth_stage_config
@@ -28,7 +29,7 @@ from medreason.trainers.dapo_stage import dapo_stage_config, run_dapo_stage
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_stage import dpo_stage_config, run_dpo_stage
 from medreason.trainers.sft_stage import run_sft_stage, sft_stage_config
-from medreason.utils.config_errors import ConfigError, FieldError
+from medreason.utils.config_errors import ConfigError, FieldError, check_model_reference
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ def validate_run_config(cfg: DictConfig, check_hardware: bool = False) -> dict[s
             # a setting that interpolates a value still to set: that value is listed in `unset`
     if unset:
         raise UnsetValuesError(unset)
+    if check_hardware:
+        _check_run_can_start(cfg, configs)
     return configs
 
 
@@ -234,6 +237,28 @@ def _validate_data(name: str, data: DictConfig | dict) -> None:
         raise RecipeError(f"stages.{name}.data has unknown keys {sorted(unknown)}; valid keys are {DATA_FIELDS}.")
     if data.get("builtin") not in (None, "tiny"):
         raise RecipeError(f"stages.{name}.data.builtin={data.builtin!r} is unknown; the built-in dataset is 'tiny'.")
+
+
+def _check_run_can_start(cfg: DictConfig, configs: dict[str, Any]) -> None:
+    """What only the machine that runs can check: the models given as local paths exist, and the
+    generation backends the stages name are installed (a dry run may validate elsewhere)."""
+    references = {"model.name_or_path": cfg.model.name_or_path}
+    backends = {}
+    for name, config in configs.items():
+        for key in ("init_from", "reference_from"):
+            references[f"stages.{name}.{key}"] = cfg.stages[name].get(key)
+        if isinstance(config, EvalConfig):
+            backends[f"stages.{name}.evaluate.engine.backend"] = config.engine.backend
+        if isinstance(config, DAPOConfig):
+            backends[f"stages.{name}.trainer.rollout_backend"] = config.rollout_backend
+    try:
+        for key, value in references.items():
+            if value:
+                check_model_reference(str(value), key)
+        for key, backend in backends.items():
+            check_backend_installed(backend, key)
+    except FieldError as error:
+        raise RecipeError(str(error)) from error
 
 
 def _validate_root_keys(cfg: DictConfig) -> None:

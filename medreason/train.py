@@ -20,6 +20,7 @@ from pathlib import Path
 
 import hydra
 from accelerate import PartialState
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
@@ -35,7 +36,7 @@ from medreason.recipe import (
 from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
-from medreason.utils.logging import configure_logging, get_logger
+from medreason.utils.logging import configure_logging, get_logger, log_to_file
 
 logger = get_logger(__name__)
 
@@ -69,6 +70,9 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        if HydraConfig.initialized():
+            (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(list(HydraConfig.get().overrides.task)))
+            log_to_file(output_dir / "train.log")
     model_path = _base_model_path(cfg, output_dir, state)
 
     finals: dict[str, Path] = {}

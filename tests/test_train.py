@@ -55,7 +55,9 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     assert "Tiny MCQ" in table and "+ttt-full-" in table and "Δ TTT (points)" in table
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
     assert "learning_rate: 0.01" in (tmp_path / "config.yaml").read_text()
-    assert (tmp_path / "hydra" / ".hydra" / "overrides.yaml").is_file()
+    assert "output_dir=" in (tmp_path / "overrides.yaml").read_text()
+    assert "Stage 'eval' done" in (tmp_path / "train.log").read_text()
+    assert not (tmp_path / "hydra").exists()
 
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):

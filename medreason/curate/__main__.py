@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from medreason.config import config_dir
 from medreason.curate.commands import curate, decontaminate_file
 from medreason.curate.config import COMMANDS, CurateConfig
+from medreason.engines import check_backend_installed
 from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.config_errors import FieldError
 from medreason.utils.logging import configure_logging, get_logger
@@ -42,6 +43,8 @@ def run(cfg: DictConfig) -> None:
     """
     configure_logging()
     config = CurateConfig(**OmegaConf.to_container(cfg, resolve=True))
+    if config.command == "curate" and "domain" in config.steps:
+        check_backend_installed(config.domain_settings().engine.get("backend", ""), "domain.engine.backend")
     if config.command == "curate":
         for summary in curate(config):
             logger.info(

@@ -1,12 +1,20 @@
-"""Generation engines behind one interface (:class:`GenerationEngine`), built by name with :func:`build_engine`."""
+"""Generation engines behind one interface (:class:`GenerationEngine`), built by name with :func:`build_engine`.
+
+The backends load on first use (``TransformersEngine`` imports transformers, ``VLLMEngine`` vLLM), so
+importing this package, and the CLIs' ``--help``, stay fast.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 from medreason.data.chat_templates import Message, Prompt
 from medreason.engines.base import Completion, GenerationEngine, SamplingParams
-from medreason.engines.transformers_engine import TransformersEngine
+from medreason.utils.config_errors import FieldError
+
+if TYPE_CHECKING:
+    from medreason.engines.transformers_engine import TransformersEngine
 
 __all__ = [
     "ENGINE_BACKENDS",
@@ -21,6 +29,31 @@ __all__ = [
 
 ENGINE_BACKENDS = ("transformers", "openai", "vllm")
 
+BACKEND_PACKAGES = {"vllm": ("vllm", "pip install 'medreason[vllm]' on a GPU machine")}
+"""Backends whose package is an optional extra: module to find, and how to install it."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TransformersEngine":  # lazy for import speed: it imports transformers
+        from medreason.engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine
+    raise AttributeError(f"module 'medreason.engines' has no attribute {name!r}")
+
+
+def check_backend_installed(backend: str, key: str) -> None:
+    """Raise when ``backend`` needs a package this machine does not have (checked before any work starts).
+
+    Raises:
+        FieldError: naming ``key``, with how to install the package or which backend to use instead.
+    """
+    if backend in BACKEND_PACKAGES:
+        module, install = BACKEND_PACKAGES[backend]
+        if importlib.util.find_spec(module) is None:
+            raise FieldError(
+                key, backend, f"{module} is not installed here: {install}, or use the openai backend with a served model."
+            )
+
 
 def build_engine(backend: str, **kwargs: Any) -> GenerationEngine:
     """Build the engine named ``backend`` with ``kwargs`` passed to its constructor.
@@ -34,6 +67,8 @@ def build_engine(backend: str, **kwargs: Any) -> GenerationEngine:
     ValueError: Unknown engine backend 'tgi'; choose one of transformers, openai, vllm.
     """
     if backend == "transformers":
+        from medreason.engines.transformers_engine import TransformersEngine
+
         return TransformersEngine(**kwargs)
     if backend == "openai":
         from medreason.engines.openai_engine import OpenAIEngine

@@ -14,9 +14,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
+from medreason.engines import check_backend_installed
 from medreason.eval.config import EvalConfig
 from medreason.eval.report import evaluate_and_report
 from medreason.utils.cli import force_add_overrides, reported_user_errors
+from medreason.utils.config_errors import check_model_reference
 from medreason.utils.logging import configure_logging, get_logger
 
 logger = get_logger(__name__)
@@ -43,6 +45,7 @@ def model_override(argv: list[str], config_root: Path) -> list[str]:
 
 def _model_path(cfg: DictConfig) -> str:
     if cfg.model.name_or_path:
+        check_model_reference(str(cfg.model.name_or_path), "model")
         return str(cfg.model.name_or_path)
     if cfg.model.get("tiny_family"):
         from medreason.testing import build_tiny_model_dir
@@ -66,6 +69,7 @@ def _main(cfg: DictConfig) -> None:
     configure_logging(cfg.log_level)
     settings = OmegaConf.to_container(cfg, resolve=True)
     config = EvalConfig(**{key: value for key, value in settings.items() if key not in CLI_KEYS})
+    check_backend_installed(config.engine.backend, "engine.backend")
     results, table, _ = evaluate_and_report(
         _model_path(cfg), config.suite, config.ttt, **config.evaluate_kwargs(cfg.output_dir)
     )

@@ -104,6 +104,13 @@ def evaluate(
     template = template or PromptTemplate()
 
     resolved = resolve_benchmarks(suite, benchmarks, benchmark_paths)
+    relative = [b.name for b in resolved if b.path is not None and not Path(b.path).expanduser().is_absolute()]
+    if relative and data_dir is not None and not Path(data_dir).expanduser().is_dir() and not skip_missing:
+        raise FileNotFoundError(
+            f"data_dir={os.fspath(data_dir)} is not a directory, and {', '.join(relative)} read their files from it: "
+            "set data_dir (or $MEDREASON_EVAL_DATA) to the folder holding the benchmark files, "
+            "e.g. data_dir=../shared/data/eval."
+        )
     records: dict[str, list[EvalRecord]] = {}
     missing: list[str] = []
     for benchmark in resolved:  # every record is validated before anything is generated

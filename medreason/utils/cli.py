@@ -38,7 +38,7 @@ def reported_user_errors(program: str) -> Callable[[F], F]:
             except USER_ERRORS as error:
                 if os.environ.get("MEDREASON_DEBUG", "") not in ("", "0"):
                     raise
-                message = " ".join(str(error).split("\n")) if isinstance(error, ConfigError) else str(error)
+                message = " ".join(str(error).split())
                 sys.stderr.write(f"{program}: error: {message}\n")
                 sys.exit(EXIT_USER_ERROR)
 

@@ -15,6 +15,7 @@ import enum
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -104,6 +105,26 @@ def check_ranges(config: Any, minimum: Mapping[str, float], exclusive: Iterable[
         if value < low or (name in exclusive and value == low):
             bound = f"> {low}" if name in exclusive else f">= {low}"
             raise FieldError(name, value, f"must be {bound}.")
+
+
+def check_model_reference(value: str, key: str) -> None:
+    """Check that a model given as a local path exists; a hub id (``Qwen/Qwen3-8B``) passes.
+
+    A value is taken as a local path when it starts with ``/``, ``.`` or ``~`` or has more than one ``/``.
+
+    Raises:
+        FieldError: a local path that does not exist.
+
+    >>> check_model_reference("Qwen/Qwen3-8B", "model")
+    >>> check_model_reference("./outputs/nowhere/final", "model")
+    Traceback (most recent call last):
+    ...
+    medreason.utils.config_errors.FieldError: model='./outputs/nowhere/final': no such directory; give a local model directory or a hub id such as Qwen/Qwen3-8B.
+    """
+    if Path(value).expanduser().exists():
+        return
+    if value.startswith(("/", ".", "~")) or value.count("/") > 1:
+        raise FieldError(key, value, "no such directory; give a local model directory or a hub id such as Qwen/Qwen3-8B.")
 
 
 def _fits(value: Any, annotation: Any) -> bool:

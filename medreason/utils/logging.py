@@ -46,3 +46,10 @@ def configure_logging(level: int | str = logging.INFO) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s %(name)s] %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
+
+
+def log_to_file(path: str | os.PathLike) -> None:
+    """Also append every log record (the library's and its dependencies') to ``path``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)

@@ -18,7 +18,7 @@ def test_finemed_on_the_tiny_model_writes_failure_rows_not_defaults(tmp_path, ti
         "batch_size=2",
         "max_attempts=2",
         "progress=false",
-        "roles.generator.sampling.max_tokens=12",
+        "role_defaults.sampling.max_tokens=12",
     ]
     report = run_pipeline(compose_config(overrides))
     assert report["counts"]["texts_with_questions"] == 0 and report["counts"]["sft"] == 0
@@ -52,7 +52,7 @@ def test_traces_on_the_tiny_model(tmp_path, tiny_model_dir):
                 f"model={tiny_model_dir}",
                 "concurrency=1",
                 "progress=false",
-                "roles.generator.sampling.max_tokens=8",
+                "role_defaults.sampling.max_tokens=8",
                 "settings.samples=2",
                 "settings.rounds=1",
             ]
