@@ -32,8 +32,11 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
     synthesis = summary["synth"]["metrics"]["counts"]
-    assert synthesis["questions"] == 16 and synthesis["traces_sampled"] == 32
+    # the tiny teacher boxes the right letter in one of its two traces per question: half are kept
+    assert synthesis["questions"] == 16 and synthesis["traces_sampled"] == 32 and synthesis["records"] == 16
     assert summary["synth"]["final_dir"] == str(tmp_path / "base_model")
+    by_source = json.loads((tmp_path / "curate" / "report.json").read_text())["by_source"]
+    assert by_source["traces"] > 0  # synthesised records reach the curated corpus
     curation = summary["curate"]["metrics"]["steps"]["decontaminate"]
     assert curation["dropped"] and curation["kept"] < curation["input"]  # benchmark copies removed
     sft_all = summary["sft_all"]["metrics"]

@@ -36,8 +36,8 @@ class CurateConfig:
         output: Output directory (``curate``) or file (``decontaminate``).
         benchmarks: Benchmark JSONL files, a directory of them, or a suite name.
         benchmark_data_dir: Where a suite's benchmark files live (default: ``$MEDREASON_EVAL_DATA``).
-        builtin: ``"tiny"`` curates the built-in synthetic corpus against the built-in benchmark (the
-            ``tiny`` recipe's stage) instead of ``input``/``benchmarks``.
+        builtin: ``"tiny"`` curates the built-in synthetic corpus (plus ``input``, if set) against the
+            built-in benchmark instead of ``benchmarks`` (the ``tiny`` recipe's stage).
         steps: Pipeline steps after ``load``, in order, from ``filter, domain, mix, dedupe, decontaminate``.
         filters: Registered filters with their settings; ``None`` means the card's four.
         domain: :class:`~medreason.curate.steps.DomainSettings` fields.

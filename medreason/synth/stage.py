@@ -16,9 +16,13 @@ from omegaconf import DictConfig
 
 from medreason.stage_context import StageContext, StageSpec, run_on_main_process
 from medreason.synth.run import PIPELINES, compose_config, plan_pipeline, run_pipeline
-from medreason.testing.tiny_data import tiny_records
+from medreason.testing.openai_server import FakeLLMServer
+from medreason.testing.tiny_data import tiny_records, tiny_teacher
 from medreason.utils.config_errors import ConfigError, FieldError, check_field_types
 from medreason.utils.jsonl import write_jsonl
+from medreason.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 MODEL_PLACEHOLDER = "<the model the synth stage starts from>"
 """Every role's model while the recipe is validated: the stage learns its model only when it runs."""
@@ -33,6 +37,10 @@ class SynthStageConfig:
         input: The pipeline's input file(s); unset with ``builtin``.
         builtin: ``"tiny"``: the built-in multiple-choice questions as input (ii_medical_traces).
         backend: Engine of every role; ``transformers`` generates with the stage's model in process.
+        teacher: ``"tiny"``: every role asks a deterministic teacher on a loopback OpenAI-compatible
+            server (:func:`medreason.testing.tiny_teacher`, for the built-in questions) instead of the
+            stage's model, so the demo shows traces sampled, graded and kept; needs ``builtin: tiny``
+            and ``backend: openai``.
         overrides: Further ``python -m medreason.synth`` overrides, e.g. ``["settings.samples=2"]``.
 
     :func:`synth_stage_config` composes the pipeline's config from these once, when the recipe is
@@ -43,6 +51,7 @@ class SynthStageConfig:
     input: str | list[str] | None = None
     builtin: str | None = None
     backend: str = "transformers"
+    teacher: str | None = None
     overrides: list[str] = field(default_factory=list)
     pipeline_config: DictConfig | None = field(default=None, init=False, repr=False)
 
@@ -54,13 +63,21 @@ class SynthStageConfig:
             raise FieldError("builtin", self.builtin, "must be null or 'tiny'.")
         if (self.input is None) == (self.builtin is None):
             raise FieldError("input", self.input, "set exactly one of input (the pipeline's input files) or builtin: tiny.")
+        if self.teacher not in (None, "tiny"):
+            raise FieldError("teacher", self.teacher, "must be null or 'tiny'.")
+        if self.teacher and (self.builtin != "tiny" or self.backend != "openai"):
+            raise FieldError("teacher", self.teacher, "the tiny teacher answers the built-in questions over HTTP: "
+                             "set builtin: tiny and backend: openai.")
 
-    def for_model(self, model: str, output_dir: Path) -> DictConfig:
-        """The pipeline's config with ``model`` as every role's model, writing into ``output_dir``."""
+    def for_model(self, model: str, output_dir: Path, base_url: str | None = None) -> DictConfig:
+        """The pipeline's config with ``model`` (at ``base_url``, for HTTP backends) as every role's model,
+        writing into ``output_dir``."""
         if self.pipeline_config is None:
             raise ConfigError("SynthStageConfig.pipeline_config is unset: build the config with synth_stage_config.")
         cfg = self.pipeline_config.copy()
         cfg.model, cfg.output = model, str(output_dir)
+        if base_url is not None:
+            cfg.base_url = base_url
         if self.builtin == "tiny":
             cfg.input = str(output_dir / "questions.jsonl")
         return cfg
@@ -85,11 +102,22 @@ def run_synth_stage(context: StageContext) -> Path:
     config: SynthStageConfig = context.config
 
     def work() -> dict[str, Any]:
-        cfg = config.for_model(context.model_path, context.output_dir)
+        questions = tiny_records(16, seed=2)
+        if config.teacher == "tiny":
+            with FakeLLMServer(tiny_teacher(questions)) as server:
+                report = _run(config.for_model("tiny-teacher", context.output_dir, server.base_url), questions)
+        else:
+            report = _run(config.for_model(context.model_path, context.output_dir), questions)
+        records = report["counts"].get("records")
+        if records == 0:
+            logger.warning("Stage %r wrote no records (%s); the stages after it read none of its output.",
+                           context.name, report["counts"])
+        return {"counts": report["counts"], "files": report["files"]}
+
+    def _run(cfg: DictConfig, questions: list[dict[str, Any]]) -> dict[str, Any]:
         if config.builtin == "tiny":
             fields = ("id", "question", "options", "answer")
-            write_jsonl(cfg.input, [{k: r[k] for k in fields} for r in tiny_records(16, seed=2)])
-        report = run_pipeline(cfg)
-        return {"counts": report["counts"], "files": report["files"]}
+            write_jsonl(cfg.input, [{k: r[k] for k in fields} for r in questions])
+        return run_pipeline(cfg)
 
     return run_on_main_process(context, work)

@@ -9,10 +9,12 @@ The facts are simplified textbook associations, good enough to give a tiny model
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from medreason.data.chat_templates import format_reasoning
+from medreason.testing.openai_server import prompt_of
 from medreason.utils.jsonl import write_jsonl
 
 # (primary department, secondary department, finding, diagnosis or drug, distractors, explanation)
@@ -156,3 +158,34 @@ def write_tiny_benchmark(directory: Path) -> Path:
     path = Path(directory) / "tiny_mcq.jsonl"
     write_jsonl(path, tiny_benchmark_records())
     return path
+
+
+def tiny_teacher(records: list[dict[str, Any]]) -> Callable[[dict[str, Any], int], str]:
+    """A deterministic stand-in for the teacher model of synthesis (QwQ-32B in the II-Medical card).
+
+    Serve it with :class:`~medreason.testing.openai_server.FakeLLMServer`: for a prompt holding one of
+    ``records``' questions, choice 0 of every request is the record's reasoning trace with the right
+    boxed letter and every later choice boxes a wrong one, so rejection sampling has something to
+    keep and something to drop. A prompt about none of the records gets an answer without a box.
+
+    >>> records = tiny_records(2)
+    >>> teacher = tiny_teacher(records)
+    >>> body = {"messages": [{"role": "user", "content": records[0]["question"]}]}
+    >>> teacher(body, 0).endswith("\\\\boxed{" + records[0]["answer"] + "}")
+    True
+    >>> teacher(body, 1).endswith("\\\\boxed{" + records[0]["answer"] + "}")
+    False
+    """
+    by_stem = {record["question"].split("\n")[0]: record for record in records}
+
+    def answer(body: dict[str, Any], choice: int) -> str:
+        prompt = prompt_of(body)
+        record = next((r for stem, r in by_stem.items() if stem in prompt), None)
+        if record is None:
+            return "I cannot tell which question this is."
+        if choice == 0:
+            return format_reasoning(record["cot"], record["response"])
+        wrong = next(letter for letter in record["options"] if letter != record["answer"])
+        return format_reasoning(record["cot"], f"The answer is {wrong}.\n\\boxed{{{wrong}}}")
+
+    return answer
