@@ -83,12 +83,12 @@ def test_a_run_whose_stages_partly_finished_asks_for_resume_or_overwrite(tmp_pat
 
 
 def test_a_finished_run_prints_its_summary_again(tmp_path, capsys):
-    run(tiny_cfg(tmp_path, "stage=curate", "++stages.curate.init_from=unused"))
+    run(tiny_cfg(tmp_path, "stage=synth"))
     first = capsys.readouterr().out
-    assert run(tiny_cfg(tmp_path, "stage=curate", "++stages.curate.init_from=unused")) == {"curate": Path("unused")}
+    assert run(tiny_cfg(tmp_path, "stage=synth")) == {"synth": tmp_path / "base_model"}
     again = capsys.readouterr().out
-    assert again == first and "| curate | curate | finished |" in again and "| sft_all | sft | not run | – |" in again
-    assert f"Report: {tmp_path / 'curate' / 'dataset_card.md'}" in again
+    assert again == first and "| synth | synth | finished |" in again and "| sft_all | sft | not run | – |" in again
+    assert f"Report: {tmp_path / 'synth' / 'report.json'}" in again
 
 
 def test_single_stage_starts_from_the_previous_final_model(tmp_path):

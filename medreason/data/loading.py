@@ -123,27 +123,28 @@ def select_records(
     ``where`` maps a field to a value or a list of accepted values, e.g.
     ``{"department": "Internal Medicine"}`` (FineMedLM-o1's second curriculum stage).
 
+    A record without a filtered field does not match (a corpus may mix labelled records with, say,
+    synthesised traces that carry no department); the count is logged.
+
     Raises:
-        RecordError: a record lacks a field named in ``where``.
+        RecordError: no record at all has a field named in ``where`` (a typo in the filter, most likely).
         ValueError: nothing is left to train on.
     """
     label = f"stage {stage!r}: " if stage else ""
     indices = list(range(len(record_set)))
     for field, accepted in (where or {}).items():
         accepted_values = set(accepted) if isinstance(accepted, list | tuple) else {accepted}
-        kept = []
-        for index in indices:
-            record = record_set.records[index]
-            if field not in record:
-                raise RecordError(
-                    record_set.source, record_set.positions[index], field,
-                    f"missing; {label}filters on it (data.filter). Add the field or drop the filter.",
-                )
-            if record[field] in accepted_values:
-                kept.append(index)
+        if indices and not any(field in record_set.records[index] for index in indices):
+            raise RecordError(
+                record_set.source, record_set.positions[indices[0]], field,
+                f"no record has this field; {label}filters on it (data.filter). Check its spelling against the data.",
+            )
+        unlabelled = sum(field not in record_set.records[index] for index in indices)
+        kept = [index for index in indices if record_set.records[index].get(field) in accepted_values]
         logger.info(
-            "%sfilter %s in %s kept %d of %d records (dropped %d)",
+            "%sfilter %s in %s kept %d of %d records (dropped %d, %d of them without the field)",
             label, field, sorted(map(str, accepted_values)), len(kept), len(indices), len(indices) - len(kept),
+            unlabelled,
         )
         indices = kept
     if max_samples is not None and len(indices) > max_samples:

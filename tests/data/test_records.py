@@ -125,17 +125,20 @@ def test_select_filters_then_samples_and_logs_what_it_dropped(caplog):
     with caplog.at_level("INFO", logger="medreason"):
         kept = select_records(records, {"department": ["A", "C"]}, max_samples=7, seed=1, stage="s1")
     assert len(kept) == 7 and {r["department"] for r in kept.records} <= {"A", "C"}
-    assert "kept 15 of 20 records (dropped 5)" in caplog.text
+    assert "kept 15 of 20 records (dropped 5, 0 of them without the field)" in caplog.text
     assert "random subset of 7 records (dropped 8, seed 1)" in caplog.text
     assert select_records(records, {"department": "A"}, 3, seed=1).positions == select_records(
         records, {"department": "A"}, 3, seed=1
     ).positions
 
 
-def test_select_names_records_missing_the_filter_field_and_empty_results():
-    records = from_memory([{"department": "A"}, {"question": "q"}])
-    with pytest.raises(RecordError, match="train_dataset, index 1, field 'department'"):
-        select_records(records, {"department": "A"})
+def test_select_skips_unlabelled_records_and_names_a_field_no_record_has(caplog):
+    records = from_memory([{"department": "A"}, {"question": "q"}, {"department": "B"}])
+    with caplog.at_level("INFO", logger="medreason"):
+        assert select_records(records, {"department": "A"}).records == [{"department": "A"}]
+    assert "kept 1 of 3 records (dropped 2, 1 of them without the field)" in caplog.text
+    with pytest.raises(RecordError, match="train_dataset, index 0, field 'departmnet': no record has this field"):
+        select_records(records, {"departmnet": "A"})
     with pytest.raises(ValueError, match="no records left"):
         select_records(from_memory([{"department": "A"}]), {"department": "Z"})
 
