@@ -30,6 +30,7 @@ from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_stage import dpo_stage_config, run_dpo_stage
 from medreason.trainers.sft_stage import run_sft_stage, sft_stage_config
 from medreason.utils.config_errors import ConfigError, FieldError, check_model_reference
+from medreason.utils.run_files import check_safe_name
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,10 @@ def validate_run_config(cfg: DictConfig, check_hardware: bool = False) -> dict[s
     selected = selected_stages(cfg)
     for name in names:
         stage = cfg.stages[name]
+        try:
+            check_safe_name(name, "stage name")
+        except FieldError as error:
+            raise RecipeError(f"stages: {error}") from error
         kind = stage.get("kind")
         if kind is None:
             known = [n for n in names if cfg.stages[n].get("kind") is not None]

@@ -36,7 +36,8 @@ from medreason.recipe import (
 from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
-from medreason.utils.logging import configure_logging, get_logger, log_to_file
+from medreason.utils.logging import configure_logging, get_logger, logging_to_file
+from medreason.utils.run_files import check_inside, redact_secrets, run_lock
 
 logger = get_logger(__name__)
 
@@ -67,12 +68,20 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         if state.is_main_process:
             print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
         return {name: Path(marker["final_dir"]) for name, marker in markers.items()}
-    if state.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if not state.is_main_process:
+        return _run_stages(cfg, configs, output_dir, state)
+    with run_lock(output_dir), logging_to_file(output_dir / "train.log"):
+        saved = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
         if HydraConfig.initialized():
-            (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(list(HydraConfig.get().overrides.task)))
-            log_to_file(output_dir / "train.log")
+            overrides = redact_secrets(list(HydraConfig.get().overrides.task))
+            (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+        return _run_stages(cfg, configs, output_dir, state)
+
+
+def _run_stages(cfg: DictConfig, configs: dict, output_dir: Path, state: PartialState) -> dict[str, Path]:
+    """Train the selected stages in order into ``output_dir`` (whose lock the main process holds)."""
+    names = stage_names(cfg)
     model_path = _base_model_path(cfg, output_dir, state)
 
     finals: dict[str, Path] = {}
@@ -90,6 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
             continue
         if state.is_main_process:
             if cfg.overwrite and stage_dir.exists():
+                check_inside(stage_dir, output_dir)
                 shutil.rmtree(stage_dir)
             (stage_dir / FAILED_NOTE).unlink(missing_ok=True)
         state.wait_for_everyone()
@@ -105,6 +115,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
         write_summary(output_dir, names, starts, seconds)
+        kinds = {name: cfg.stages[name].kind for name in names}
         print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
     return finals
 

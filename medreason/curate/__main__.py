@@ -10,17 +10,19 @@ the overrides); the config is ``conf/curate.yaml`` plus the ``pipeline`` group.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.config import config_dir
-from medreason.curate.commands import curate, decontaminate_file
+from medreason.curate.commands import build_pipeline, decontaminate_file
 from medreason.curate.config import COMMANDS, CurateConfig
 from medreason.engines import check_backend_installed
 from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.config_errors import FieldError
 from medreason.utils.logging import configure_logging, get_logger
+from medreason.utils.run_files import run_lock
 
 SECTIONS = ("domain", "dedupe", "decontaminate")
 """Sections whose keys default to their settings class: ``decontaminate.mode=literal`` adds the key."""
@@ -46,7 +48,10 @@ def run(cfg: DictConfig) -> None:
     if config.command == "curate" and "domain" in config.steps:
         check_backend_installed(config.domain_settings().engine.get("backend", ""), "domain.engine.backend")
     if config.command == "curate":
-        for summary in curate(config):
+        pipeline = build_pipeline(config)
+        with run_lock(pipeline.output_dir):
+            summaries = pipeline.run()
+        for summary in summaries:
             logger.info(
                 "%-14s in %8d  kept %8d  dropped %s", summary.name, summary.input, summary.kept, summary.dropped
             )
@@ -57,10 +62,11 @@ def run(cfg: DictConfig) -> None:
                 key, getattr(config, key), "decontaminate needs it: e.g. python -m medreason.curate decontaminate "
                 "input=train.jsonl benchmarks=../shared/data/eval output=clean.jsonl",
             )
-    decontaminate_file(
-        config.input, config.benchmarks, config.output, config.decontam_config(), on_error=config.on_error,
-        data_dir=config.benchmark_data_dir, progress=config.progress,
-    )
+    with run_lock(Path(config.output).parent):
+        decontaminate_file(
+            config.input, config.benchmarks, config.output, config.decontam_config(), on_error=config.on_error,
+            data_dir=config.benchmark_data_dir, progress=config.progress,
+        )
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from medreason.eval.report import evaluate_and_report
 from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.config_errors import check_model_reference
 from medreason.utils.logging import configure_logging, get_logger
+from medreason.utils.run_files import run_lock
 
 logger = get_logger(__name__)
 
@@ -70,9 +71,10 @@ def _main(cfg: DictConfig) -> None:
     settings = OmegaConf.to_container(cfg, resolve=True)
     config = EvalConfig(**{key: value for key, value in settings.items() if key not in CLI_KEYS})
     check_backend_installed(config.engine.backend, "engine.backend")
-    results, table, _ = evaluate_and_report(
-        _model_path(cfg), config.suite, config.ttt, **config.evaluate_kwargs(cfg.output_dir)
-    )
+    with run_lock(cfg.output_dir):
+        results, table, _ = evaluate_and_report(
+            _model_path(cfg), config.suite, config.ttt, **config.evaluate_kwargs(cfg.output_dir)
+        )
     logger.info("Wrote results.png, results.md and results.json to %s.", results.output_dir)
     sys.stdout.write(table + "\n")
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from medreason.synth.run import run_pipeline, synth_config_dir
+from medreason.synth.run import plan_pipeline, run_pipeline, synth_config_dir
 from medreason.utils.cli import reported_user_errors
 from medreason.utils.logging import configure_logging
+from medreason.utils.run_files import run_lock
 
 
 @reported_user_errors("medreason.synth")
 def _run(cfg: DictConfig) -> None:
     configure_logging()
-    run_pipeline(cfg)
+    plan = plan_pipeline(cfg)
+    with run_lock(plan.output):
+        run_pipeline(plan)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from medreason.synth.runner import EnginePool, Role, SynthRunner, build_role
 from medreason.synth.traces import TraceSettings, run_traces
 from medreason.utils.config_errors import ConfigError, FieldError
 from medreason.utils.logging import get_logger
+from medreason.utils.run_files import redact_secrets
 
 logger = get_logger(__name__)
 
@@ -169,7 +170,7 @@ def run_pipeline(cfg: SynthPlan | DictConfig | Mapping[str, Any]) -> dict[str, A
             "roles": {
                 name: {"backend": role.backend, "model": role.model_name} for name, role in roles.items()
             },
-            "config": data,
+            "config": redact_secrets(data),
         },
     )
     logger.info("%s finished: %s (outputs in %s)", plan.pipeline, report["counts"], output)

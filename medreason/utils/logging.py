@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def process_rank() -> int:
@@ -48,8 +50,14 @@ def configure_logging(level: int | str = logging.INFO) -> None:
         root.addHandler(handler)
 
 
-def log_to_file(path: str | os.PathLike) -> None:
-    """Also append every log record (the library's and its dependencies') to ``path``."""
+@contextmanager
+def logging_to_file(path: str | os.PathLike) -> Iterator[None]:
+    """Also append every log record (the library's and its dependencies') to ``path`` while the block runs."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
