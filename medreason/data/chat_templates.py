@@ -9,7 +9,10 @@ a prompt everywhere: raw text or the chat messages a template renders.
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: importing transformers costs seconds
+    from transformers import PreTrainedTokenizerBase
 
 Message = dict[str, str]
 Prompt = str | list[Message]

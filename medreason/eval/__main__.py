@@ -16,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 from medreason.config import config_dir
 from medreason.engines import check_backend_installed
 from medreason.eval.config import EvalConfig
-from medreason.eval.report import evaluate_and_report
 from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.config_errors import check_model_reference
 from medreason.utils.logging import configure_logging, get_logger
@@ -67,6 +66,8 @@ CLI_KEYS = ("model", "output_dir", "log_level", "hydra")
 @reported_user_errors("medreason.eval")
 def _main(cfg: DictConfig) -> None:
     """Evaluate ``cfg.model`` on ``cfg.suite``/``cfg.benchmarks`` and print the model-card table."""
+    from medreason.eval.report import evaluate_and_report  # here, so --help does not load torch and transformers
+
     configure_logging(cfg.log_level)
     settings = OmegaConf.to_container(cfg, resolve=True)
     config = EvalConfig(**{key: value for key, value in settings.items() if key not in CLI_KEYS})

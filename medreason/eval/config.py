@@ -15,7 +15,6 @@ from medreason.eval.runner import CARD_SAMPLING
 from medreason.tasks.mcq import Benchmark
 from medreason.tasks.prompts import PromptTemplate
 from medreason.testing.tiny_data import write_tiny_benchmark
-from medreason.ttt.config import TTTConfig
 from medreason.utils.config_errors import FieldError, build_checked, check_field_types, check_ranges
 
 BUILTIN_BENCHMARKS = ("tiny",)
@@ -91,6 +90,8 @@ class EvalConfig:
         if self.builtin not in (None, *BUILTIN_BENCHMARKS):
             raise FieldError("builtin", self.builtin, f"must be null or one of {BUILTIN_BENCHMARKS}.")
         if self.ttt:
+            from medreason.ttt.config import TTTConfig  # here for import speed: medreason.ttt loads torch and peft
+
             settings = {k: v for k, v in self.ttt.items() if k != "corpus_path"}
             build_checked(TTTConfig, settings, "ttt")
             if self.engine.backend != "transformers":
