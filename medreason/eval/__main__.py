@@ -66,7 +66,8 @@ CLI_KEYS = ("model", "output_dir", "log_level", "hydra")
 @reported_user_errors("medreason.eval")
 def _main(cfg: DictConfig) -> None:
     """Evaluate ``cfg.model`` on ``cfg.suite``/``cfg.benchmarks`` and print the model-card table."""
-    from medreason.eval.report import evaluate_and_report  # here, so --help does not load torch and transformers
+    # imported here, so that --help does not load torch and transformers
+    from medreason.eval.report import evaluate_and_report
 
     configure_logging(cfg.log_level)
     settings = OmegaConf.to_container(cfg, resolve=True)

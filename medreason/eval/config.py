@@ -90,7 +90,8 @@ class EvalConfig:
         if self.builtin not in (None, *BUILTIN_BENCHMARKS):
             raise FieldError("builtin", self.builtin, f"must be null or one of {BUILTIN_BENCHMARKS}.")
         if self.ttt:
-            from medreason.ttt.config import TTTConfig  # here for import speed: medreason.ttt loads torch and peft
+            # imported here for speed: medreason.ttt loads torch and peft
+            from medreason.ttt.config import TTTConfig
 
             settings = {k: v for k, v in self.ttt.items() if k != "corpus_path"}
             build_checked(TTTConfig, settings, "ttt")

@@ -16,7 +16,12 @@ from medreason.testing.tiny_data import (
 )
 
 if TYPE_CHECKING:
-    from medreason.testing.tiny_model import TINY_FAMILIES, build_tiny_model_dir, build_tiny_tokenizer, tiny_config
+    from medreason.testing.tiny_model import (
+        TINY_FAMILIES,
+        build_tiny_model_dir,
+        build_tiny_tokenizer,
+        tiny_config,
+    )
 
 _TINY_MODEL = ("TINY_FAMILIES", "build_tiny_model_dir", "build_tiny_tokenizer", "tiny_config")
 
