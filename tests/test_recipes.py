@@ -191,6 +191,16 @@ def test_a_dry_run_lists_every_value_to_set_and_a_real_run_refuses_them_all(tmp_
     assert not (tmp_path / "base_model").exists()
 
 
+def test_a_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
+    from medreason import train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["medreason.train", "+recipe=tiny", "dry_run=true"])
+    train.main()
+    assert "# config is valid" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_cli_error_is_one_line_and_medreason_debug_shows_the_traceback(tmp_path):
     command = [sys.executable, "-m", "medreason.train", "+recipe=tiny", "trainer.learning_rate=fast", "dry_run=true",
                f"output_dir={tmp_path}"]

@@ -111,3 +111,12 @@ def test_cli_errors_say_how_to_fix(tmp_path):
                 ]
             )
         )
+
+
+def test_role_defaults_sampling_reaches_the_single_role_of_ii_medical_traces():
+    from medreason.synth.run import plan_pipeline
+
+    cfg = compose_config(["+pipeline=ii_medical_traces", "input=q.jsonl", "output=o", "model=m",
+                          "role_defaults.sampling.max_tokens=77"])
+    sampling = plan_pipeline(cfg).roles["generator"]["sampling"]
+    assert sampling["max_tokens"] == 77 and (sampling["temperature"], sampling["top_p"]) == (0.6, 0.9)
