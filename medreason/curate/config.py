@@ -14,13 +14,12 @@ from typing import Any
 from medreason.curate.decontaminate import DecontamConfig
 from medreason.curate.filters import CARD_FILTERS, build_filters
 from medreason.curate.mixing import MixSource
+from medreason.curate.records import ON_ERROR, OUTPUT_FORMATS
 from medreason.curate.steps import DomainSettings, settings_from
 from medreason.utils.config_errors import FieldError, check_field_types
 
 COMMANDS = ("curate", "decontaminate")
 STEP_NAMES = ("filter", "domain", "mix", "dedupe", "decontaminate")
-ON_ERROR = ("raise", "skip")
-OUTPUT_FORMATS = ("fields", "messages")
 DEDUPE_BY = ("prompt_response", "prompt")
 
 
