@@ -58,17 +58,9 @@ _CUE = re.compile(
     r"|答案\s*(?:是|为|应为|：|:)?",
     re.IGNORECASE,
 )
-# Literals a cue contains, with how many characters before them it starts. Searched case-sensitively
-# with str.rfind (lower-casing long non-ASCII text costs more than the whole search).
-_ANCHORS = (
-    ("nswer", 1),
-    ("NSWER", 1),
-    ("orrect", 1),
-    ("ORRECT", 1),
-    ("best", 0),
-    ("Best", 0),
-    ("BEST", 0),
-    ("答案", 0),
+_ANCHORS = ("answer", "correct", "best", "答案")  # a cue starts with one of these, lower-cased
+_ANCHOR_CASES = tuple(
+    dict.fromkeys(form for word in _ANCHORS for form in (word, word.capitalize(), word.upper()))
 )
 _FIRST_WINDOW = 1024  # characters; each further window is twice as long
 _CONCLUSION_CHARS = 600  # the concluding statement: at most this much of the last line
@@ -97,21 +89,22 @@ _MORE = re.compile(
 )
 # Two mentions joined into one answer: "asthma or croup", "asthma, croup", "either A or C".
 _JOIN = re.compile(r"[\s*_]*(?:,|/|&|\+|\band/or\b|\band\b|\bor\b|\bvs\.?|\bversus\b)[\s*_]*", re.IGNORECASE)
+# The three regexes marking a letter open with a character class, which the regex engine scans for fast.
 _NOT_RIGHT = r"(?!\s+(?:is|was)\s+(?:not|incorrect|wrong|unlikely|less)\b)"
 # "Option C is correct.", "B is preferred over A", "(D) is the best answer because ...": a letter named by
 # what follows it, where that ends the clause ("Option A is correct only in adults" names nothing).
-_POSTFIX = (
-    r"(?:\b(?i:option|choice)\s+)?[(\[]?\b([A-Z])\b[)\]]?(?:\*\*)?"
+_POSTFIX_CUE = re.compile(
+    r"([A-Z])(?<![^\W_][A-Z])(?![\w'’-])[)\]]?(?:\*\*)?"
     r"\s+(?i:is|would\s+be)\s+(?i:the\s+)?(?i:most\s+)?(?i:correct|right|best|preferred)\b"
     r"(?:\s+(?i:answer|option|choice|one))?"
     r"(?=[ \t*]*(?:$|\n|[.!?,;:)。！？，；])|\s+(?i:because|since|as|given|here|over|to)\b)"
 )
-_POSTFIX_CUE = re.compile(_POSTFIX)
 _POSTFIX_WORDS = ("correct", "right", "best", "prefer")  # a line holding none of these has no postfix cue
-# A letter marked as an option inside a sentence: the postfix form, "option C", "(C)".
-_MARKED = re.compile(
-    rf"{_POSTFIX}|\b(?i:option|choice)\s+[(\[]?([A-Z])\b[)\]]?(?![\w'’-]){_NOT_RIGHT}|\(([A-Z])\){_NOT_RIGHT}"
+# "option C", "choice (C)": a letter marked as an option.
+_OPTION_LETTER = re.compile(
+    rf"[oOcC](?<![^\W_][oOcC])(?i:ption|hoice)\s+[(\[]?([A-Z])(?![\w'’-])[)\]]?{_NOT_RIGHT}"
 )
+_BRACKETED = re.compile(rf"\(([A-Z])\){_NOT_RIGHT}")  # "(C)"
 # A mention right after these words is negated: "not croup", "rather than asthma", "over COPD".
 _NEGATION = re.compile(
     r"(?:\bnot|n't|\bthan|\binstead\s+of|\bover|\bexcept|\bexclude|\bexcluding)[\s*_]*"
@@ -219,19 +212,43 @@ def _text_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<![^\W_]){separator.join(map(re.escape, words))}(?![^\W_])", re.IGNORECASE)
 
 
+def _text_mentions(segment: str, lower: str, choices: _Choices) -> list[tuple[int, int, Hashable]]:
+    """``(end, start, key)`` of each option text in ``segment`` (``lower`` is it lower-cased)."""
+    mentions = []
+    for option_words, key in choices.texts:
+        if not all(word in lower for word in option_words):  # most segments name no option at all
+            continue
+        pattern = _text_pattern(option_words)
+        if len(lower) != len(segment):  # lower-casing changed the length ("İ"): positions differ, scan
+            mentions.extend((m.end(), m.start(), key) for m in pattern.finditer(segment))
+            continue
+        at = lower.find(option_words[0])
+        while at != -1:
+            if match := pattern.match(segment, at):
+                mentions.append((match.end(), match.start(), key))
+            at = lower.find(option_words[0], at + 1)
+    return mentions
+
+
+def _marked_letters(segment: str, lower: str) -> Iterator[re.Match[str]]:
+    """Letters marked as options in ``segment``: "C is preferred", "option C", "(C)" (group 1)."""
+    if any(word in lower for word in _POSTFIX_WORDS):
+        yield from _POSTFIX_CUE.finditer(segment)
+    if "option" in lower or "choice" in lower:
+        yield from _OPTION_LETTER.finditer(segment)
+    if "(" in segment:
+        yield from _BRACKETED.finditer(segment)
+
+
 def _mentioned(segment: str, choices: _Choices) -> object | None:
     """The option ``segment`` names last, by its text or as a marked letter; :data:`_TWO` when that
     mention is joined to a different option; negated mentions are skipped."""
-    mentions = []  # (end, start, key)
-    lower = segment.lower()  # cheap substring tests first: most segments name no option at all
-    for option_words, key in choices.texts:
-        if all(word in lower for word in option_words):
-            mentions.extend((m.end(), m.start(), key) for m in _text_pattern(option_words).finditer(segment))
-    if "(" in segment or "option" in lower or "choice" in lower or any(w in lower for w in _POSTFIX_WORDS):
-        for match in _MARKED.finditer(segment):
-            key = choices.letter(next(group for group in match.groups() if group))
-            if key is not None:
-                mentions.append((match.end(), match.start(), key))
+    lower = segment.lower()
+    mentions = _text_mentions(segment, lower, choices)
+    for match in _marked_letters(segment, lower):
+        key = choices.letter(match.group(1))
+        if key is not None:
+            mentions.append((match.end(), match.start(), key))
     mentions = [m for m in mentions if not _NEGATION.search(segment, max(0, m[1] - 30), m[1])]
     if not mentions:
         return None
@@ -291,18 +308,24 @@ def _last_box(text: str, start: int, end: int, position: int, choices: _Choices)
 
 
 def _cues(text: str, start: int, end: int) -> Iterator[re.Match[str]]:
-    """Answer cues in ``text[start:end]``, last first, searched in windows growing from the end."""
+    """Answer cues in ``text[start:end]``, last first, searched in windows growing from the end.
+
+    The words a cue starts with are found with ``str.rfind``: in the lower-cased window when it is
+    ASCII, else (lower-casing non-ASCII text is slow) as written, in lower, title and upper case.
+    """
     window_end, size = end, _FIRST_WINDOW
     while window_end > start:
         window_start = max(start, window_end - size)
-        found = []
-        for needle, back in _ANCHORS:
-            # occurrences that start inside the window (they may run past its end)
-            position = text.rfind(needle, window_start, min(end, window_end + len(needle) - 1))
+        window = text[window_start : min(end, window_end + 8)]  # a cue starting inside may run past it
+        inside, found = window_end - window_start, []
+        ascii_window = window.isascii()
+        if ascii_window:
+            window = window.lower()
+        for anchor in _ANCHORS if ascii_window else _ANCHOR_CASES:
+            position = window.rfind(anchor, 0, inside + len(anchor) - 1)
             while position != -1:
-                if position - back >= start:
-                    found.append(position - back)
-                position = text.rfind(needle, window_start, position + len(needle) - 1)
+                found.append(window_start + position)
+                position = window.rfind(anchor, 0, position + len(anchor) - 1)
         for position in sorted(found, reverse=True):
             match = _CUE.match(text, position, end)
             if match is not None:
@@ -410,12 +433,15 @@ def extract_choice(text: str, options: Mapping[str, str]) -> str | None:
     if not isinstance(text, str) or not text or not options:
         return None
     choices = _Choices(options)
-    named, last_box = None, text.rfind(_BOX)
+    tail = max(0, len(text) - _FIRST_WINDOW)
+    named, last_box = None, text.rfind(_BOX, tail)
     if last_box != -1 and text.find(_THINK_CLOSE, last_box) == -1:
         # No </think> follows the last box, so it is graded (rule 1) and rule 2 starts with it.
         named = _box_at(text, last_box, len(text), choices)
     if named is None:
         start, end = _graded_span(text)
+        if last_box == -1 and start < tail:  # no box at the end: look for one before it
+            last_box = text.rfind(_BOX, start, min(end, tail + len(_BOX) - 1))
         if last_box >= start:
             named = _last_box(text, start, end, last_box, choices)
         if named is None:
