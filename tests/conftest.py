@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,28 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (set MEDREASON_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def record_file_copies() -> Callable[[Path, str, list[dict]], dict[str, Path]]:
+    """Write records as every compressed or alternative kind of record file medreason reads.
+
+    ``write(directory, stem, records)`` returns ``{suffix: path}`` for ``.jsonl.gz`` (JSON Lines),
+    ``.json.gz`` (one JSON array), ``.json`` (JSON Lines) and ``.parquet``.
+    """
+
+    def write(directory: Path, stem: str, records: list[dict]) -> dict[str, Path]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        lines = "".join(json.dumps(record) + "\n" for record in records)
+        paths = {
+            suffix: directory / f"{stem}{suffix}" for suffix in (".jsonl.gz", ".json.gz", ".json", ".parquet")
+        }
+        paths[".jsonl.gz"].write_bytes(gzip.compress(lines.encode()))
+        paths[".json.gz"].write_bytes(gzip.compress(json.dumps(records, indent=1).encode()))
+        paths[".json"].write_text(lines)
+        pq.write_table(pa.Table.from_pylist(records), paths[".parquet"])
+        return paths
+
+    return write

@@ -1,8 +1,10 @@
 """Benchmark questions to decontaminate against: files, directories or a suite name.
 
-Files follow the shared evaluation schema, one JSON object per line:
+Files are record files (:func:`~medreason.utils.record_files.read_records`: ``.jsonl``,
+``.jsonl.gz``, ``.json``, ``.json.gz``, ``.parquet``) in the shared evaluation schema
 ``{"id", "question", "options", "answer", "source", "meta"}`` (only ``question`` is required;
-``id`` defaults to ``"<file stem>:<line>"``, ``source`` to the file stem).
+``id`` defaults to ``"<file stem>:<line>"``, ``source`` to the file stem, ``medqa`` for
+``medqa.jsonl.gz``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from pathlib import Path
 
 from medreason.eval.benchmarks import SUITES, get_benchmark, resolve_benchmarks
 from medreason.tasks.mcq import load_records
-from medreason.utils.jsonl import RecordError, read_jsonl
+from medreason.utils.jsonl import RecordError
 from medreason.utils.logging import get_logger
+from medreason.utils.record_files import (
+    RECORD_FILE_SUFFIXES,
+    read_records,
+    record_file_stem,
+    record_file_suffix,
+)
 
 logger = get_logger(__name__)
 
@@ -36,23 +44,47 @@ class BenchmarkItem:
 
 
 def read_benchmark_file(path: str | os.PathLike) -> list[BenchmarkItem]:
-    """Read one JSONL benchmark file.
+    """Read one benchmark file (any record file: JSONL, JSON, either gzipped, or Parquet).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        RecordError: a line is not JSON, or its ``question`` is missing or not a string.
+        ValueError: ``path`` is not a record file or cannot be read (the message names it).
+        RecordError: a record is not JSON, or its ``question`` is missing or not a string.
     """
-    path = Path(path)
+    path, stem = Path(path), record_file_stem(path)
     items = []
-    for line, record in read_jsonl(path):
+    for position, record in read_records(path):
         question = record.get("question")
         if not isinstance(question, str) or not question.strip():
             raise RecordError(
-                str(path), f"line {line}", "question", "every benchmark item needs a non-empty string."
+                str(path), position, "question", "every benchmark item needs a non-empty string."
             )
-        source = record.get("source") if isinstance(record.get("source"), str) else path.stem
-        items.append(BenchmarkItem(source, str(record.get("id", f"{path.stem}:{line}")), question))
+        source = record.get("source") if isinstance(record.get("source"), str) else stem
+        number = position.split()[-1]
+        items.append(BenchmarkItem(source, str(record.get("id", f"{stem}:{number}")), question))
     return items
+
+
+def benchmark_files(directory: Path) -> list[Path]:
+    """The benchmark files of ``directory``, sorted; hidden entries (``.git``, ``.DS_Store``) are ignored.
+
+    Raises:
+        ValueError: an entry is not a record file, or the directory holds none; every benchmark file
+            must be read, so nothing is skipped silently.
+    """
+    entries = sorted(entry for entry in directory.iterdir() if not entry.name.startswith("."))
+    others = [entry.name for entry in entries if not entry.is_file() or record_file_suffix(entry) is None]
+    if others:
+        raise ValueError(
+            f"Benchmark directory {directory} holds {others}, which are not benchmark files (names ending in "
+            f"{', '.join(RECORD_FILE_SUFFIXES)}). Move them out of the directory, or convert them, so that no "
+            "benchmark is left out of decontamination."
+        )
+    if not entries:
+        raise ValueError(
+            f"Benchmark directory {directory} holds no benchmark files ({', '.join(RECORD_FILE_SUFFIXES)})."
+        )
+    return entries
 
 
 def _from_registry(name: str, data_dir: str | os.PathLike | None) -> list[BenchmarkItem]:
@@ -92,13 +124,14 @@ def _from_registry(name: str, data_dir: str | os.PathLike | None) -> list[Benchm
 def load_benchmarks(
     spec: str | os.PathLike | Sequence[str | os.PathLike], data_dir: str | os.PathLike | None = None
 ) -> list[BenchmarkItem]:
-    """Load benchmark questions from a JSONL file, a directory of ``*.jsonl``, a list of these, or names.
+    """Load benchmark questions from a benchmark file, a directory of them, a list of these, or names.
 
     A name is a suite (``ii_medical``) or a registered benchmark (``medqa``) of :mod:`medreason.eval`;
     its relative files resolve against ``data_dir`` (default: ``$MEDREASON_EVAL_DATA``).
 
     Raises:
-        ValueError: ``spec`` names nothing that exists and is not a known suite, or holds no questions.
+        ValueError: ``spec`` names nothing that exists and is not a known suite, or holds no questions;
+            a directory holds something that is not a benchmark file, or a file cannot be read.
     """
     specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
     files: list[Path] = []
@@ -106,10 +139,7 @@ def load_benchmarks(
     for entry in specs:
         path = Path(entry)
         if path.is_dir():
-            found = sorted(path.glob("*.jsonl"))
-            if not found:
-                raise ValueError(f"Benchmark directory {path} holds no *.jsonl files.")
-            files.extend(found)
+            files.extend(benchmark_files(path))
         elif path.is_file():
             files.append(path)
         else:

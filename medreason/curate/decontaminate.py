@@ -1,20 +1,26 @@
-"""Decontamination against benchmark questions: exact, 10-gram and fuzzy matches.
+"""Decontamination against benchmark questions: exact, word n-gram and fuzzy matches.
 
-Every text is normalised first (:func:`normalise`): Unicode NFKC, lower-case, every run of
-characters that are not letters or digits (punctuation, ``_``, whitespace) becomes one space, ends
-stripped. ``"Oxygen saturation: 98%."`` and ``"oxygen saturation 98"`` are the same text.
+Two modes decide what an n-gram match is; the checks run in order and the first match decides.
 
-Three checks run in order, and the first one that matches decides:
+``overlap`` (default), on texts normalised by :func:`normalise` (Unicode NFKC, lower-case, every run
+of characters that are not letters or digits, punctuation and ``_`` included, becomes one space;
+``"Oxygen saturation: 98%."`` and ``"oxygen saturation 98"`` are the same text):
 
 1. **exact**: the normalised text equals a normalised benchmark question.
-2. **n-gram** (word 10-grams, open-r1's ``scripts/decontaminate.py``), in one of two modes:
+2. **n-gram**: word n-grams (``ngram``, 10) found in more than ``max_df`` distinct benchmark
+   questions count as boilerplate ("which of the following is the most appropriate next step in
+   management") and are ignored; a record matches a question when the remaining shared n-grams cover
+   at least ``overlap_threshold`` of the shorter of the two (record or question).
 
-   * ``literal``: any shared 10-gram removes the record (open-r1 and the II-Medical card). On medical
-     vignettes this removes many clean questions, because benchmarks share boilerplate such as
-     "which of the following is the most appropriate next step in management".
-   * ``overlap`` (default): 10-grams found in more than ``max_df`` distinct benchmark questions count
-     as boilerplate and are ignored; a record matches a benchmark question when the remaining shared
-     10-grams cover at least ``overlap_threshold`` of the shorter of the two (record or question).
+``literal``: open-r1's ``scripts/decontaminate.py`` rule exactly, nothing else (no exact check, no
+other normalisation): lower-case, split on whitespace (:func:`literal_words`, punctuation kept, so
+``"98%."`` and ``"98%"`` are different words), word n-grams, and a record is contaminated when any of
+its n-grams is an n-gram of a benchmark question; a text shorter than ``ngram`` words never matches.
+``ngram=10`` is the II-Medical card's setting, 8 open-r1's default. On medical vignettes this removes
+many clean questions, because benchmarks share boilerplate.
+
+Then, in both modes, when ``fuzzy`` is on:
+
 3. **fuzzy** (s1K's method, the card's 90% threshold): ``rapidfuzz.fuzz.ratio`` of the normalised
    prompt and question. Candidates are blocked first, never scored O(N·M): only questions that share
    words found in at most ``block_max_df`` questions, have a compatible length, and rank among the
@@ -22,14 +28,15 @@ Three checks run in order, and the first one that matches decides:
    blocking does not match are compared with every question of compatible length (~0.15 ms each).
 
 The benchmark side is an inverted index of 64-bit n-gram hashes (sorted array plus posting lists);
-records are hashed and looked up in vectorised chunks, so the cost grows linearly with the corpus.
+records are hashed and looked up in vectorised chunks, so the cost grows linearly with the corpus. A
+``literal`` hit is confirmed word for word, so a hash collision can never remove a record.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,7 +54,7 @@ _HASH_BASE = np.uint64(0x9E3779B97F4A7C15)
 
 
 def normalise(text: str) -> str:
-    """The normalisation rule every decontamination check uses.
+    """The normalisation of the exact, ``overlap`` n-gram and fuzzy checks.
 
     >>> normalise("Oxygen  saturation: 98% on ROOM-air.")
     'oxygen saturation 98 on room air'
@@ -55,13 +62,23 @@ def normalise(text: str) -> str:
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
 
 
+def literal_words(text: str) -> list[str]:
+    """The words of the ``literal`` check: open-r1's lower-case, strip, collapse whitespace, split.
+
+    >>> literal_words("  Oxygen saturation:  98%\\non ROOM-air. ")
+    ['oxygen', 'saturation:', '98%', 'on', 'room-air.']
+    """
+    return text.lower().split()
+
+
 @dataclass(frozen=True)
 class DecontamConfig:
     """How records are matched against benchmark questions.
 
     Args:
-        mode: ``"overlap"`` (default, boilerplate-aware) or ``"literal"`` (any shared n-gram).
-        ngram: Words per n-gram (open-r1 and the card: 10).
+        mode: ``"overlap"`` (default, boilerplate-aware) or ``"literal"`` (open-r1's rule: any shared
+            n-gram of lower-cased, whitespace-split words, punctuation kept; no exact check).
+        ngram: Words per n-gram (the card: 10; open-r1's script defaults to 8).
         overlap_threshold: ``overlap`` mode: shared share of the shorter text's n-grams that matches.
         max_df: ``overlap`` mode: n-grams in more than this many distinct questions are boilerplate.
         fuzzy: Run the fuzzy check on prompts.
@@ -187,6 +204,66 @@ def _best_per_row(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, top: i
     return order[np.arange(len(order)) - first < top]
 
 
+@dataclass
+class _Index:
+    """Distinct benchmark texts (their words joined by spaces), the items behind each, and word ids.
+
+    Word id 0 stands for any word outside the benchmarks, so no n-gram holding one can match.
+    """
+
+    texts: list[str]
+    items: list[list[BenchmarkItem]]
+    positions: dict[str, int]
+    vocab: dict[str, int]
+    token_ids: list[np.ndarray]
+
+    @classmethod
+    def build(cls, items: Sequence[BenchmarkItem], words: Callable[[str], list[str]]) -> _Index:
+        index = cls([], [], {}, {}, [])
+        for item in items:
+            text = " ".join(words(item.question))
+            if text not in index.positions:
+                index.positions[text] = len(index.texts)
+                index.texts.append(text)
+                index.items.append([])
+            index.items[index.positions[text]].append(item)
+        tokens = [text.split() for text in index.texts]
+        for text_words in tokens:
+            for word in text_words:
+                index.vocab.setdefault(word, len(index.vocab) + 1)
+        index.token_ids = [np.fromiter((index.vocab[w] for w in t), np.int64, len(t)) for t in tokens]
+        return index
+
+    def encode(self, token_lists: Sequence[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(concatenated word ids, words per text)`` of texts already split into words."""
+        lengths = np.array([len(words) for words in token_lists], np.int64)
+        vocab = self.vocab
+        ids = np.fromiter(
+            (vocab.get(w, 0) for words in token_lists for w in words), np.int64, int(lengths.sum())
+        )
+        return ids, lengths
+
+    def postings(self, n: int) -> _Postings:
+        """The index of every n-gram of the texts."""
+        lengths = np.array([len(ids) for ids in self.token_ids], np.int64)
+        ids = np.concatenate(self.token_ids) if self.token_ids else np.zeros(0, np.int64)
+        hashes, rows, starts = _window_hashes(ids, lengths, n)
+        order = np.lexsort((rows, hashes))
+        hashes, rows, starts = hashes[order], rows[order], starts[order]
+        keep = np.ones(len(hashes), bool)
+        keep[1:] = (hashes[1:] != hashes[:-1]) | (rows[1:] != rows[:-1])
+        hashes, rows, starts = hashes[keep], rows[keep], starts[keep]
+        unique, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+        text_starts = np.concatenate([[0], np.cumsum(lengths)])
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        return _Postings(unique, ptr, rows, starts[first] - text_starts[rows[first]])
+
+    def ngram_words(self, postings: _Postings, gram: int, n: int) -> str:
+        """The words of n-gram ``gram`` (an index into ``postings``), read from its first text."""
+        start = int(postings.first_pos[gram])
+        return " ".join(self.texts[int(postings.texts[postings.ptr[gram]])].split()[start : start + n])
+
+
 class Decontaminator:
     """Finds training texts that copy or lightly edit benchmark questions.
 
@@ -202,59 +279,29 @@ class Decontaminator:
     >>> decon = Decontaminator([BenchmarkItem("medqa", "q1", question)])
     >>> decon.match_texts([question.upper(), "What is the normal adult resting heart rate range?"])[0].method
     'exact'
+    >>> literal = Decontaminator([BenchmarkItem("medqa", "q1", question)], DecontamConfig(mode="literal", fuzzy=False))
+    >>> [m is not None for m in literal.match_texts([question.upper(), "crushing chest pain radiating to the left arm"])]
+    [True, False]
     """
 
     def __init__(self, items: Sequence[BenchmarkItem], config: DecontamConfig | None = None):
         if not items:
             raise ValueError("Decontaminator needs at least one benchmark question.")
         self.config = config or DecontamConfig()
-        self._text_index: dict[str, int] = {}
-        self.texts: list[str] = []
-        self.text_items: list[list[BenchmarkItem]] = []
-        for item in items:
-            text = normalise(item.question)
-            if text not in self._text_index:
-                self._text_index[text] = len(self.texts)
-                self.texts.append(text)
-                self.text_items.append([])
-            self.text_items[self._text_index[text]].append(item)
-        self.vocab: dict[str, int] = {}
-        tokens = [text.split() for text in self.texts]
-        for words in tokens:
-            for word in words:
-                self.vocab.setdefault(word, len(self.vocab) + 1)
-        self._token_ids = [
-            np.fromiter((self.vocab[w] for w in words), np.int64, len(words)) for words in tokens
-        ]
+        self._normalised = _Index.build(items, lambda question: normalise(question).split())
+        self.texts, self.text_items = self._normalised.texts, self._normalised.items  # normalised questions
         self.text_chars = np.array([len(text) for text in self.texts], np.int64)
         self._length_order = np.argsort(self.text_chars, kind="stable")
         self._sorted_chars = self.text_chars[self._length_order]
         self._texts_by_length = [self.texts[i] for i in self._length_order]
-        self.ngrams = self._build(self.config.ngram)
-        self.text_ngrams = np.bincount(self.ngrams.texts, minlength=len(self.texts))
-        self.words = self._build(1)
-
-    def _build(self, n: int) -> _Postings:
-        lengths = np.array([len(ids) for ids in self._token_ids], np.int64)
-        ids = np.concatenate(self._token_ids) if self._token_ids else np.zeros(0, np.int64)
-        hashes, rows, starts = _window_hashes(ids, lengths, n)
-        order = np.lexsort((rows, hashes))
-        hashes, rows, starts = hashes[order], rows[order], starts[order]
-        keep = np.ones(len(hashes), bool)
-        keep[1:] = (hashes[1:] != hashes[:-1]) | (rows[1:] != rows[:-1])
-        hashes, rows, starts = hashes[keep], rows[keep], starts[keep]
-        unique, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-        text_starts = np.concatenate([[0], np.cumsum(lengths)])
-        ptr = np.concatenate([[0], np.cumsum(counts)])
-        return _Postings(unique, ptr, rows, starts[first] - text_starts[rows[first]])
+        literal = self.config.mode == "literal"
+        self._ngram_index = _Index.build(items, literal_words) if literal else self._normalised
+        self.ngrams = self._ngram_index.postings(self.config.ngram)
+        self.text_ngrams = np.bincount(self.ngrams.texts, minlength=len(self._ngram_index.texts))
+        self.words = self._normalised.postings(1)
 
     def _ngram_words(self, gram: int) -> str:
-        """The words of n-gram ``gram`` (an index into ``self.ngrams``), read from its first question."""
-        postings = self.ngrams
-        start = int(postings.first_pos[gram])
-        return " ".join(
-            self.texts[int(postings.texts[postings.ptr[gram]])].split()[start : start + self.config.ngram]
-        )
+        return self._ngram_index.ngram_words(self.ngrams, gram, self.config.ngram)
 
     def _item(self, text: int) -> BenchmarkItem:
         return self.text_items[text][0]
@@ -279,23 +326,47 @@ class Decontaminator:
     def _match_chunk(self, raw: Sequence[str], fuzzy: bool) -> list[Match | None]:
         texts = [normalise(text) for text in raw]
         results: list[Match | None] = [None] * len(texts)
-        for row, text in enumerate(texts):
-            found = self._text_index.get(text)
-            if found is not None:
-                item = self._item(found)
-                results[row] = Match(item.benchmark, item.id, "exact", 1.0, self.texts[found][:200])
-        token_lists = [text.split() for text in texts]
-        lengths = np.array([len(words) for words in token_lists], np.int64)
-        vocab = self.vocab
-        ids = np.fromiter(
-            (vocab.get(w, 0) for words in token_lists for w in words), np.int64, int(lengths.sum())
-        )
-        self._ngram_check(ids, lengths, results)
+        if self.config.mode == "literal":
+            self._literal_check([literal_words(text) for text in raw], results)
+        else:
+            for row, text in enumerate(texts):
+                found = self._normalised.positions.get(text)
+                if found is not None:
+                    item = self._item(found)
+                    results[row] = Match(item.benchmark, item.id, "exact", 1.0, self.texts[found][:200])
+        ids, lengths = self._normalised.encode([text.split() for text in texts])
+        if self.config.mode == "overlap":
+            self._overlap_check(ids, lengths, results)
         if fuzzy:
             self._fuzzy_check(ids, lengths, texts, results)
         return results
 
-    def _ngram_check(self, ids: np.ndarray, lengths: np.ndarray, results: list[Match | None]) -> None:
+    def _literal_check(self, token_lists: list[list[str]], results: list[Match | None]) -> None:
+        """open-r1's rule: a record sharing any n-gram with a benchmark question is contaminated."""
+        n, postings, index = self.config.ngram, self.ngrams, self._ngram_index
+        ids, lengths = index.encode(token_lists)
+        hashes, rows, starts = _window_hashes(ids, lengths, n)
+        found, grams = postings.lookup(hashes)
+        if not found.any():
+            return
+        rows, grams = rows[found], grams[found]
+        starts = starts[found] - np.concatenate([[0], np.cumsum(lengths)])[rows]  # word position in its text
+        distinct = np.unique(rows * len(postings.hashes) + grams) // len(postings.hashes)
+        shared = np.bincount(distinct, minlength=len(lengths))
+        order = np.lexsort((postings.df[grams], rows))  # per row, the rarest shared n-gram first
+        rows, grams, starts = rows[order], grams[order], starts[order]
+        bounds = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1], [True]]))
+        for first, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            row = int(rows[first])
+            for k in range(first, stop):  # confirmed word for word: a hash collision removes nothing
+                evidence, start = self._ngram_words(int(grams[k])), int(starts[k])
+                if evidence == " ".join(token_lists[row][start : start + n]):
+                    item = index.items[int(postings.texts[postings.ptr[grams[k]]])][0]
+                    score = shared[row] / max(int(lengths[row]) - n + 1, 1)
+                    results[row] = Match(item.benchmark, item.id, "ngram", float(score), evidence)
+                    break
+
+    def _overlap_check(self, ids: np.ndarray, lengths: np.ndarray, results: list[Match | None]) -> None:
         config, postings = self.config, self.ngrams
         hashes, rows, _ = _window_hashes(ids, lengths, config.ngram)
         found, grams = postings.lookup(hashes)
@@ -304,17 +375,6 @@ class Decontaminator:
         rows, grams = pairs // len(postings.hashes), pairs % len(postings.hashes)
         record_ngrams = np.maximum(lengths - config.ngram + 1, 1)
         df = postings.df[grams]
-        if config.mode == "literal":
-            shared = np.bincount(rows, minlength=len(lengths))
-            for index in _best_per_row(rows, np.arange(len(rows)), -df.astype(float)):
-                row, gram = int(rows[index]), int(grams[index])
-                if results[row] is None:
-                    item = self._item(int(postings.texts[postings.ptr[gram]]))
-                    score = shared[row] / record_ngrams[row]
-                    results[row] = Match(
-                        item.benchmark, item.id, "ngram", float(score), self._ngram_words(gram)
-                    )
-            return
         rare = df <= config.max_df
         rows, grams = rows[rare], grams[rare]
         pair_rows, pair_texts = postings.expand(rows, grams)

@@ -7,7 +7,6 @@ random subset) logs how many records each rule dropped; nothing is dropped silen
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from medreason.data.records import RecordConverter
-from medreason.utils.jsonl import RecordError, read_jsonl
+from medreason.utils.jsonl import RecordError
 from medreason.utils.logging import get_logger
+from medreason.utils.record_files import read_records, record_file_suffix
 
 logger = get_logger(__name__)
 
@@ -58,8 +58,8 @@ def from_memory(data: Any, source: str = "train_dataset") -> RecordSet:
 def load_records(
     path: str, split: str = "train", column_map: Mapping[str, str] | None = None
 ) -> RecordSet:
-    """Read records from a ``.jsonl`` file, a ``.json`` file (JSON Lines or one array of records), a
-    ``.parquet`` file, or a ``datasets`` id/directory
+    """Read records from a ``.jsonl`` file, a ``.json`` file (JSON Lines or one array of records), either
+    gzipped (``.jsonl.gz``, ``.json.gz``), a ``.parquet`` file, or a ``datasets`` id/directory
     (hub id, ``load_dataset`` directory, or ``save_to_disk`` output).
 
     Args:
@@ -69,28 +69,16 @@ def load_records(
 
     Raises:
         FileNotFoundError: a local-looking path that does not exist.
-        RecordError: a JSONL line that is not a JSON object.
+        ValueError: a file that cannot be read as its name says (not gzip, not UTF-8, not Parquet).
+        RecordError: a JSON line or array element that is not a JSON object.
     """
     local = Path(path)
-    text = local.read_text(encoding="utf-8") if local.suffix == ".json" and local.is_file() else ""
-    if text.lstrip().startswith("["):
-        records = json.loads(text)  # a JSON array of records
-        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
-        if bad is not None:
-            raise RecordError(str(local), f"index {bad}", None, f"expected a JSON object, got {type(records[bad]).__name__}.")
-        record_set = RecordSet(str(local), records, [f"index {i}" for i in range(len(records))])
-    elif local.suffix in (".jsonl", ".json"):
+    if record_file_suffix(local) is not None:
         positions, records = [], []
-        for line_number, record in read_jsonl(local):
-            positions.append(f"line {line_number}")
+        for position, record in read_records(local):
+            positions.append(position)
             records.append(record)
         record_set = RecordSet(str(local), records, positions)
-    elif local.suffix == ".parquet":
-        if not local.is_file():
-            raise FileNotFoundError(f"No such Parquet file: {local}")
-        import pyarrow.parquet as pq
-
-        record_set = from_memory(pq.read_table(local).to_pylist(), source=str(local))
     else:
         if path.startswith((".", "/")) and not local.exists():
             raise FileNotFoundError(f"No such dataset directory: {local}")

@@ -1,7 +1,8 @@
 """The multiple-choice task: the record schema, where a set of records lives, and reading them.
 
 Evaluation, the DAPO stage, the trace synthesis pipelines and the RL rewards all read multiple-choice
-items the same way. A :class:`Benchmark` names a local JSONL or Parquet file in the shared schema
+items the same way. A :class:`Benchmark` names a local record file (JSONL, JSON, either gzipped, or
+Parquet; :func:`~medreason.utils.record_files.read_records`) in the shared schema
 ``{"id", "question", "options": {"A": ...}, "answer": "<letter>", ...}`` or a ``datasets`` id/path with a
 column mapping; relative file paths resolve against a data directory (``data_dir``). Every record is
 validated into an :class:`EvalRecord`; a bad record raises :class:`~medreason.utils.jsonl.RecordError`
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medreason.utils.jsonl import RecordError, read_jsonl
+from medreason.utils.jsonl import RecordError
+from medreason.utils.record_files import read_records
 
 __all__ = ["Benchmark", "EvalRecord", "load_records", "to_eval_record"]
 
@@ -50,7 +52,9 @@ class Benchmark:
     Args:
         name: Registry key, e.g. ``"medqa"``.
         title: Column label in ad-hoc tables (suites use their model card's labels).
-        path: Local ``.jsonl``/``.parquet`` file; relative paths resolve against the run's ``data_dir``.
+        path: Local ``.jsonl``, ``.jsonl.gz``, ``.json``, ``.json.gz`` or ``.parquet`` file; relative paths
+            resolve against the run's ``data_dir``. When the file is missing but a gzipped copy
+            (``medqa.jsonl.gz`` for ``medqa.jsonl``) is there, the copy is read.
         dataset: A ``datasets`` hub id or local dataset path, used when ``path`` is not set.
         subset: The dataset configuration name (``"anatomy"`` for ``cais/mmlu``).
         split: The dataset split to load.
@@ -86,7 +90,8 @@ class Benchmark:
         path = Path(self.path).expanduser()
         if not path.is_absolute() and data_dir is not None:
             path = Path(data_dir).expanduser() / path
-        return str(path)
+        gzipped = path.with_name(path.name + ".gz")
+        return str(gzipped if not path.exists() and gzipped.is_file() else path)
 
 
 def _rows(benchmark: Benchmark, source: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -100,16 +105,7 @@ def _rows(benchmark: Benchmark, source: str) -> Iterator[tuple[str, dict[str, An
                 f"the file with +benchmark_paths.{benchmark.name}=FILE (CLI) / benchmark_paths={{{benchmark.name!r}: FILE}} "
                 "(evaluate); skip_missing=true evaluates the rest of the suite."
             )
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            for index, row in enumerate(pq.read_table(path).to_pylist()):
-                yield f"index {index}", row
-        elif path.suffix in (".jsonl", ".json"):
-            for line, row in read_jsonl(path):
-                yield f"line {line}", row
-        else:
-            raise ValueError(f"Benchmark {benchmark.name!r}: {path} must be a .jsonl or .parquet file.")
+        yield from read_records(path)
         return
     import datasets
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 class RecordError(ValueError):
@@ -25,8 +26,18 @@ class RecordError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+def open_text(path: str | os.PathLike) -> IO[str]:
+    """Open a UTF-8 text file for reading, decompressing it when its name ends in ``.gz``."""
+    path = Path(path)
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line of ``path`` (1-based line numbers).
+
+    A name ending in ``.gz`` (``medqa.jsonl.gz``) is read through gzip.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -35,7 +46,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such JSONL file: {path}")
-    with path.open(encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -8,7 +8,13 @@ import pytest
 from rapidfuzz import fuzz, process
 
 from medreason.curate.benchmarks import BenchmarkItem, load_benchmarks, read_benchmark_file
-from medreason.curate.decontaminate import DecontamConfig, Decontaminator, match_records, normalise
+from medreason.curate.decontaminate import (
+    DecontamConfig,
+    Decontaminator,
+    literal_words,
+    match_records,
+    normalise,
+)
 from medreason.curate.records import TraceRecord
 
 VIGNETTE = (
@@ -88,7 +94,81 @@ def test_boilerplate_alone_is_not_a_hit_by_default_but_is_in_literal_mode() -> N
     )
     assert Decontaminator(items).match_texts([clean]) == [None]
     literal = Decontaminator(items, DecontamConfig(mode="literal", fuzzy=False)).match_texts([clean])[0]
-    assert literal.method == "ngram" and "next step in management" in literal.evidence
+    assert literal.method == "ngram" and "most appropriate next step" in literal.evidence
+
+
+def _literal(questions: list[str], n: int = 10) -> Decontaminator:
+    items = [BenchmarkItem("bench", str(i), q) for i, q in enumerate(questions)]
+    return Decontaminator(items, DecontamConfig(mode="literal", ngram=n, fuzzy=False))
+
+
+def test_literal_words_keep_punctuation() -> None:
+    assert literal_words(" Fever,  cough\tand RASH. ") == ["fever,", "cough", "and", "rash."]
+    assert literal_words("") == []
+
+
+@pytest.mark.parametrize(
+    ("record", "question", "n", "literal_hit", "overlap_hit"),
+    [
+        # the same words with punctuation moved: every 10-gram differs, so open-r1 keeps the record
+        (
+            "the patient has fever cough and rash for two days",
+            "The patient has fever, cough, and rash for two days.",
+            10,
+            False,
+            True,
+        ),
+        # case and spacing do not matter, punctuation that stays put matches
+        (
+            "THE  PATIENT has fever,\ncough, and rash for two days.",
+            "The patient has fever, cough, and rash for two days.",
+            10,
+            True,
+            True,
+        ),
+        # a hyphen joins two words into one: "room-air." is not "room air."
+        (
+            "saturation is 91% on room air. Which drug is best?",
+            "Saturation is 91% on room-air. Which drug is best?",
+            8,
+            False,
+            True,
+        ),
+        # a question pasted into a longer prompt: one shared 8-gram (punctuation included) is enough
+        (
+            "Unrelated stem. saturation is 91% on room-air. Which drug is best? More text here.",
+            "Saturation is 91% on room-air. Which drug is best?",
+            8,
+            True,
+            True,
+        ),
+        # texts shorter than n words never match, even when identical
+        ("Drug of choice for absence seizures?", "Drug of choice for absence seizures?", 10, False, True),
+        (
+            "Drug of choice for absence seizures in children?",
+            "Drug of choice for absence seizures in children?",
+            8,
+            True,
+            True,
+        ),
+    ],
+)
+def test_literal_is_open_r1s_rule_where_punctuation_decides(
+    record, question, n, literal_hit, overlap_hit
+) -> None:
+    assert (_literal([question], n).match_texts([record])[0] is not None) == literal_hit
+    overlap = Decontaminator([BenchmarkItem("bench", "0", question)], DecontamConfig(ngram=n))
+    assert (overlap.match_texts([record])[0] is not None) == overlap_hit
+
+
+def test_literal_evidence_and_score() -> None:
+    question = "Saturation is 91% on room-air. Which drug is best?"
+    (match,) = _literal([question], 8).match_texts(
+        ["saturation is 91% on room-air. which drug is best? thanks"]
+    )
+    assert match.method == "ngram" and match.benchmark_id == "0"
+    assert match.evidence in " ".join(literal_words(question)) and len(match.evidence.split()) == 8
+    assert match.score == pytest.approx(2 / 3)  # 2 of the record's 3 eight-grams are the question's
 
 
 def test_response_check_is_optional() -> None:
@@ -138,7 +218,7 @@ def test_false_removal_rate_medqa_against_medmcqa(eval_dir) -> None:
 
 
 def test_false_removal_rate_medqa_against_the_rest_of_the_suite(eval_dir) -> None:
-    """Against every other benchmark: the literal rule removes ~47% of MedQA, the default < 1%.
+    """Against every other benchmark: the literal rule removes ~34% of MedQA, the default < 1%.
 
     The few default-mode hits are MedBullets items rewritten from MedQA questions (true overlaps).
     """
@@ -149,6 +229,35 @@ def test_false_removal_rate_medqa_against_the_rest_of_the_suite(eval_dir) -> Non
     assert sum(m is not None for m in default) / len(prompts) < 0.01
     assert sum(m is not None for m in literal) / len(prompts) > 0.3
     assert {m.benchmark for m in default if m is not None} <= {"medbullets_op4"}
+
+
+def _open_r1_contaminated(records: list[str], questions: list[str], n: int) -> list[bool]:
+    """open-r1's scripts/decontaminate.py, reimplemented: normalize_string, word_ngrams, any()."""
+
+    def ngrams(text: str) -> set[str]:
+        words = " ".join(text.lower().strip().split()).split()
+        return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+    lookup = set().union(*(ngrams(question) for question in questions))
+    return [any(gram in lookup for gram in ngrams(record)) for record in records]
+
+
+@pytest.mark.parametrize("n", [8, 10])
+def test_literal_matches_open_r1_on_real_questions(eval_dir, n) -> None:
+    """300 MedQA stems (and 100 with punctuation dropped or moved) against MedBullets-4 and MMLU-Pro."""
+    rng = random.Random(n)
+    medqa = [item.question for item in read_benchmark_file(eval_dir / "medqa.jsonl")]
+    records = rng.sample(medqa, 300)
+    records += [q.replace(", ", " , ") if i % 2 else q.replace(".", "") for i, q in enumerate(records[:100])]
+    questions = [
+        item.question
+        for name in ("medbullets_op4", "mmlu_pro_medical")
+        for item in read_benchmark_file(eval_dir / f"{name}.jsonl")
+    ]
+    expected = _open_r1_contaminated(records, questions, n)
+    found = [match is not None for match in _literal(questions, n).match_texts(records)]
+    assert found == expected
+    assert 50 < sum(expected) < len(records) - 50  # both outcomes are well represented
 
 
 @pytest.mark.parametrize("name", ["medqa", "medmcqa"])

@@ -115,8 +115,35 @@ def test_invalid_json_and_empty_files(tmp_path):
         load_records(Benchmark("bad", "Bad", path=str(write(tmp_path / "bad.jsonl", [GOOD, "{oops"]))))
     with pytest.raises(ValueError, match="holds no records"):
         load_records(Benchmark("empty", "Empty", path=str(write(tmp_path / "empty.jsonl", []))))
-    with pytest.raises(ValueError, match="must be a .jsonl or .parquet"):
+    with pytest.raises(
+        ValueError, match=r"x.csv is not a record file: its name must end in .jsonl, .jsonl.gz"
+    ):
         load_records(Benchmark("csv", "Csv", path=str(write(tmp_path / "x.csv", [GOOD]))))
+
+
+def test_compressed_and_other_record_files_load_like_jsonl(tmp_path, data_dir, record_file_copies):
+    rows = [json.loads(line) for line in (data_dir / "medbullets_op4.jsonl").read_text().splitlines()]
+    reference = load_records(get_benchmark("medbullets_op4"), data_dir)
+    for suffix, path in record_file_copies(tmp_path, "medbullets_op4", rows).items():
+        assert load_records(Benchmark("copy", "Copy", path=path.name), tmp_path) == reference, suffix
+    # a registered benchmark's medbullets_op4.jsonl is found gzipped, as medbullets_op4.jsonl.gz
+    assert load_records(get_benchmark("medbullets_op4"), tmp_path) == reference
+    assert get_benchmark("medbullets_op4").source(tmp_path) == str(tmp_path / "medbullets_op4.jsonl.gz")
+
+
+def test_unreadable_record_files_are_errors_naming_the_file(tmp_path):
+    not_gzip = tmp_path / "set.jsonl.gz"
+    not_gzip.write_text(json.dumps(GOOD) + "\n")
+    with pytest.raises(ValueError, match=f"{not_gzip} cannot be read as a .jsonl.gz file \\(BadGzipFile"):
+        load_records(Benchmark("bad", "Bad", path=str(not_gzip)))
+    latin1 = tmp_path / "set.jsonl"
+    latin1.write_bytes(json.dumps({**GOOD, "question": "Ménière?"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(ValueError, match=f"{latin1} cannot be read as a .jsonl file \\(UnicodeDecodeError"):
+        load_records(Benchmark("bad", "Bad", path=str(latin1)))
+    not_parquet = tmp_path / "set.parquet"
+    not_parquet.write_text("nope")
+    with pytest.raises(ValueError, match=f"{not_parquet} cannot be read as a Parquet file"):
+        load_records(Benchmark("bad", "Bad", path=str(not_parquet)))
 
 
 def test_validation_covers_records_beyond_the_limit(tmp_path):

@@ -57,6 +57,7 @@ CASES = [
     ("The answer is **COPD**", OPTIONS, "B"),
     ("Answer: maybe", PUBMEDQA, "C"),
     ("Answer: yes", PUBMEDQA, "A"),
+    ("The answer is option: Croup", OPTIONS, "C"),
     (r"\boxed{no}", PUBMEDQA, "B"),
     # several candidates: the last one decides
     (r"\boxed{A} Wait, that ignores the stridor. \boxed{C}", OPTIONS, "C"),
@@ -108,8 +109,85 @@ CASES = [
     ("Answer: choice gg", MMLU_PRO, "G"),
 ]
 
+# Issue 18: the classes where the published evaluators (m1, MedReason, HuatuoGPT-o1, II-Medical,
+# verl's DAPO graders) agree with each other, with our own examples.
+INFECTIONS = {
+    "A": "A viral infection",
+    "B": "A bacterial infection",
+    "C": "An autoimmune disorder",
+    "D": "A defect in collagen synthesis",
+}
+MULTILINE = {
+    "A": "Step 1: aspirin\nStep 2: clopidogrel",
+    "B": "Step 1: heparin\nStep 2:  warfarin",
+    "C": "| drug | dose |\n| alteplase | 0.9 mg/kg |\n",
+    "D": "Observation\n",
+}
+CELLS = {"A": "T cells", "B": "Macrophages", "C": "Neutrophils", "D": "Eosinophils"}
+ISSUE_CASES = [
+    # 1. the option's text instead of its letter, without any cue, possibly inside a sentence
+    ("Stridor and a barking cough in a toddler.\n\nMost likely diagnosis: croup.", OPTIONS, "C"),
+    ("Given the spirometry and smoking history, I would start treatment for copd.", OPTIONS, "B"),
+    ("Reticular opacities and clubbing.\nPULMONARY FIBROSIS", OPTIONS, "D"),
+    ("The episodic wheeze that reverses with salbutamol fits asthma best", OPTIONS, "A"),
+    ("Overall, the trial supports it: yes.", PUBMEDQA, "A"),
+    ("Reviewed the history.\nClearly not asthma.", OPTIONS, None),
+    # 2. "Option X is correct" / "X is preferred" as the concluding statement
+    ("After weighing the options, option C is correct.", OPTIONS, "C"),
+    ("B is preferred.", OPTIONS, "B"),
+    ("Initially I leaned towards A.\nOn balance, D is the correct answer.", OPTIONS, "D"),
+    ("The answer is A.\n\nOn reflection, option C is correct.", OPTIONS, "C"),
+    ("Option B is incorrect.", OPTIONS, None),
+    ("The answer is B.\nOption A is correct only in adults, not here.", OPTIONS, "B"),
+    # 3. "Answer:" followed by words, the letter later in the sentence
+    ("Answer: Based on the guidelines, C is preferred.", OPTIONS, "C"),
+    ("**Answer:** Given the barking cough, option C.", OPTIONS, "C"),
+    ("Answer: Taking everything into account, (B). A would need wheeze.", OPTIONS, "B"),
+    ("Answer: Bronchiolitis is the likely cause.", OPTIONS, None),
+    ("Answer: I think D is right.", OPTIONS, "D"),
+    # 4. two option texts: the last one in the concluding sentence; a final answer naming two is wrong
+    ("It could be asthma, but the barking cough and inspiratory stridor mean croup.", OPTIONS, "C"),
+    ("Asthma was my first thought.\nHowever, the honeycombing points to pulmonary fibrosis.", OPTIONS, "D"),
+    ("Croup is far more likely than asthma here.", OPTIONS, "C"),
+    ("The answer is asthma or croup.", OPTIONS, None),
+    ("Final answer: asthma and COPD", OPTIONS, None),
+    ("It is either asthma or croup.", OPTIONS, None),
+    # 5. \boxed{x = B}: the right-hand side; a box cut off at the end of a truncated response
+    (r"\boxed{x = B}", OPTIONS, "B"),
+    (r"The option is $\boxed{\text{ans} = \text{C}}$.", OPTIONS, "C"),
+    ("So the final answer is \\boxed{D", OPTIONS, "D"),
+    ("<think>long reasoning</think>\n\nThe answer is \\boxed{\\text{Croup", OPTIONS, "C"),
+    ("\\boxed{B\n\nbut then the text goes on without closing it", OPTIONS, None),
+    # 6. Chinese answer cues
+    ("因此，答案是C。", OPTIONS, "C"),
+    ("分析如上。\n答案：B", OPTIONS, "B"),
+    ("正确答案为D", OPTIONS, "D"),
+    ("综上所述，正确答案是 b。", OPTIONS, "B"),
+    ("答案是B选项", OPTIONS, "B"),
+    # 7. a \boxed{} answer is final: prose after it does not override it
+    (r"\boxed{B}. In adults, though, the answer is C.", OPTIONS, "B"),
+    (
+        "The final answer is \\boxed{A}.\n\nNote: option D is correct only if the film shows honeycombing.",
+        OPTIONS,
+        "A",
+    ),
+    ("<think>...</think>\\boxed{C}\n\nAnswer: A", OPTIONS, "C"),
+    # 8. an option text beginning with "A " is that option, not the letter A
+    (r"\boxed{A bacterial infection}", INFECTIONS, "B"),
+    ("The answer is a defect in collagen synthesis.", INFECTIONS, "D"),
+    ("The answer is A viral infection.", INFECTIONS, "A"),
+    ("The answer is A bacterial process.", INFECTIONS, None),
+    ("The answer is A because of the wheeze.", OPTIONS, "A"),
+    ("The answer is B cells.", CELLS, None),
+    # 9. options spanning several lines match with whitespace normalised
+    ("The answer is Step 1: heparin Step 2: warfarin.", MULTILINE, "B"),
+    ("Final answer:\nStep 1: heparin\nStep 2:   warfarin\n", MULTILINE, "B"),
+    (r"\boxed{| drug | dose | | alteplase | 0.9 mg/kg |}", MULTILINE, "C"),
+    ("The answer is observation.", MULTILINE, "D"),
+]
 
-@pytest.mark.parametrize(("text", "options", "expected"), CASES)
+
+@pytest.mark.parametrize(("text", "options", "expected"), CASES + ISSUE_CASES)
 def test_extract_choice(text, options, expected):
     assert extract_choice(text, options) == expected
 

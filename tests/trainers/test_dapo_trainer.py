@@ -97,14 +97,20 @@ def test_micro_batch_layouts_give_the_same_update(model_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(dapo_trainer, "pack_by_token_budget", counting_pack)
     results = {}
+    lengths = []
     for name, layout in layouts.items():
         counts.clear()
         # Two updates per step: the second one's ratios differ from 1, so clipping and KL are exercised too.
         args = _args(tmp_path / name.replace(" ", "_"), max_steps=1, mini_batch_size=2, learning_rate=1e-4, **layout)
-        trainer = DAPOTrainer(model_dir, args, _data(), reward_funcs=[letter_a_reward])
+        # Responses of 1 to 8 tokens (the same ones in every layout): micro-batches then hold different
+        # token counts, so a mean of per-micro-batch means (verl's legacy inexactness) would differ.
+        trainer = DAPOTrainer(model_dir, args, _data(), reward_funcs=[letter_a_reward], engine=_FakeVLLM(_TOKENIZER))
         trainer.train()
-        results[name] = (trainer.log_history[-1], _params(trainer), max(counts))
+        metrics = trainer.log_history[-1]
+        results[name] = (metrics, _params(trainer), max(counts))
+        lengths.append((metrics["completion_length_mean"], metrics["completion_length_max"]))
     (reference, params_reference, _), *others = results.values()
+    assert len(set(lengths)) == 1 and lengths[0][0] < lengths[0][1]  # the same responses, of unequal lengths
     assert abs(reference["approx_kl"]) > 1e-6  # the policy moved between the two updates
     for name, (metrics, params, most_micro_batches) in zip(list(results)[1:], others, strict=True):
         assert (most_micro_batches > 1) == ("all in one row" not in name), name
