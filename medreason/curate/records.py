@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.data.chat_templates import THINK_CLOSE, THINK_OPEN, format_reasoning
-from medreason.utils.jsonl import RecordError
+from medreason.utils.jsonl import RecordError, iter_jsonl_lines, parse_jsonl_line
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -167,7 +167,7 @@ def parse_trace(record: dict[str, Any], *, uid: int, source: str, position: str)
     where = (source, position)
     if "messages" in record:
         prompt, reasoning, answer, complete = _from_messages(record["messages"], where)
-        used = {"messages"}
+        prompt_key, used = "messages", {"messages"}
     else:
         prompt_field = _text_field(record, PROMPT_KEYS, where)
         if prompt_field is None:
@@ -183,10 +183,10 @@ def parse_trace(record: dict[str, Any], *, uid: int, source: str, position: str)
         else:
             reasoning, answer, closed = split_think(response)
             complete = closed and bool(answer)
-        prompt = prompt_field[1]
-        used = {prompt_field[0], "cot", *(r for r in RESPONSE_KEYS if r in record)}
+        prompt_key, prompt = prompt_field
+        used = {prompt_key, "cot", *(r for r in RESPONSE_KEYS if r in record)}
     if not prompt.strip():
-        raise RecordError(*where, "prompt", "the prompt is empty.")
+        raise RecordError(*where, prompt_key, "the prompt is empty.")
     if record.get("finish_reason") == "length":
         complete = False
     name = record.get("source") if isinstance(record.get("source"), str) else _stem(source)
@@ -248,32 +248,21 @@ def read_traces(
 ) -> Iterator[tuple[dict[str, Any], TraceRecord]]:
     """Yield ``(raw record, parsed record)`` for each good line of a JSONL file; bad lines go to ``rejects``.
 
-    Parsed records get consecutive ``uid`` values from ``first_uid``.
+    Parsed records get consecutive ``uid`` values from ``first_uid``. A line that is not UTF-8 or not
+    JSON is a bad line like any other.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        RecordError: a malformed line, when ``rejects`` raises.
+        RecordError: the file is empty, or a malformed line when ``rejects`` raises.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such JSONL input file: {path}")
     uid = first_uid
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            position = f"line {line_number}"
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise RecordError(
-                        str(path), position, None, f"expected a JSON object, got {type(record).__name__}."
-                    )
-                trace = parse_trace(record, uid=uid, source=str(path), position=position)
-            except json.JSONDecodeError as error:
-                rejects.handle(RecordError(str(path), position, None, f"invalid JSON ({error.msg})."), line)
-            except RecordError as error:
-                rejects.handle(error, line)
-            else:
-                uid += 1
-                yield record, trace
+    for line_number, raw in iter_jsonl_lines(path):
+        position = f"line {line_number}"
+        try:
+            record = parse_jsonl_line(raw, str(path), line_number)
+            trace = parse_trace(record, uid=uid, source=str(path), position=position)
+        except RecordError as error:
+            rejects.handle(error, raw.decode("utf-8", errors="replace"))
+        else:
+            uid += 1
+            yield record, trace

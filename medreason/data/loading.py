@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from medreason.data.records import RecordConverter
-from medreason.utils.jsonl import RecordError, read_jsonl
+from medreason.utils.config_errors import ConfigError
+from medreason.utils.jsonl import RecordError, decode_utf8, read_jsonl
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -69,16 +70,12 @@ def load_records(
 
     Raises:
         FileNotFoundError: a local-looking path that does not exist.
-        RecordError: a JSONL line that is not a JSON object.
+        RecordError: an empty JSONL file, or a line that is not UTF-8 or not a JSON object.
     """
     local = Path(path)
-    text = local.read_text(encoding="utf-8") if local.suffix == ".json" and local.is_file() else ""
-    if text.lstrip().startswith("["):
-        records = json.loads(text)  # a JSON array of records
-        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
-        if bad is not None:
-            raise RecordError(str(local), f"index {bad}", None, f"expected a JSON object, got {type(records[bad]).__name__}.")
-        record_set = RecordSet(str(local), records, [f"index {i}" for i in range(len(records))])
+    raw = local.read_bytes() if local.suffix == ".json" and local.is_file() else b""
+    if raw.lstrip().startswith(b"["):
+        record_set = _read_json_array(raw, str(local))
     elif local.suffix in (".jsonl", ".json"):
         positions, records = [], []
         for line_number, record in read_jsonl(local):
@@ -111,6 +108,22 @@ def load_records(
     return record_set
 
 
+def _read_json_array(raw: bytes, source: str) -> RecordSet:
+    """The records of a ``.json`` file holding one JSON array of objects.
+
+    Raises:
+        RecordError: the file is not UTF-8 or not valid JSON (naming the line), or an element is not an object.
+    """
+    try:
+        records = json.loads(decode_utf8(raw, source))
+    except json.JSONDecodeError as error:
+        raise RecordError(source, f"line {error.lineno}", None, f"invalid JSON ({error.msg} at column {error.colno}).") from None
+    bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise RecordError(source, f"index {bad}", None, f"expected a JSON object, got {type(records[bad]).__name__}.")
+    return RecordSet(source, records, [f"index {i}" for i in range(len(records))])
+
+
 def select_records(
     record_set: RecordSet,
     where: Mapping[str, Any] | None = None,
@@ -127,10 +140,13 @@ def select_records(
     synthesised traces that carry no department); the count is logged.
 
     Raises:
-        RecordError: no record at all has a field named in ``where`` (a typo in the filter, most likely).
-        ValueError: nothing is left to train on.
+        RecordError: ``record_set`` is empty, or no record at all has a field named in ``where`` (a typo
+            in the filter, most likely).
+        ConfigError: the filter leaves nothing to train on.
     """
     label = f"stage {stage!r}: " if stage else ""
+    if not record_set.records:
+        raise RecordError(record_set.source, None, None, f"{label}the source holds no records to train on.")
     indices = list(range(len(record_set)))
     for field, accepted in (where or {}).items():
         accepted_values = set(accepted) if isinstance(accepted, list | tuple) else {accepted}
@@ -152,7 +168,7 @@ def select_records(
         indices = sorted(random.Random(seed).sample(indices, max_samples))
         logger.info("%srandom subset of %d records (dropped %d, seed %d)", label, max_samples, dropped, seed)
     if not indices:
-        raise ValueError(
+        raise ConfigError(
             f"{label}no records left to train on from {record_set.source} after data.filter={dict(where or {})}. "
             "Check the filter values against the data."
         )

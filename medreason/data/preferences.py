@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medreason.utils.jsonl import RecordError
+from medreason.utils.jsonl import RecordError, describe_value
 
 _PROMPT_KEYS = ("prompt", "question", "instruction")
 
@@ -50,8 +50,7 @@ def _messages(value: Any, role: str, source: str, position: str, field: str) -> 
     ):
         if any(m["content"].strip() for m in value):
             return [{"role": m["role"], "content": m["content"]} for m in value]
-    shown = "missing" if value is None else repr(value)[:60]
-    raise RecordError(source, position, field, f"must be a non-empty string or list of messages, got {shown}.")
+    raise RecordError(source, position, field, f"must be a non-empty string or list of messages, got {describe_value(value)}.")
 
 
 def _text(messages: list[dict[str, str]]) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medreason.data.chat_templates import format_reasoning
-from medreason.utils.jsonl import RecordError
+from medreason.utils.jsonl import RecordError, describe_value
 
 FORMATS = ("messages", "question_cot_response", "instruction_response", "prompt_completion")
 TARGETS = ("think_response", "cot", "response")
@@ -136,8 +136,7 @@ class _Where:
 def _required_text(record: Mapping[str, Any], key: str, where: _Where, field: str | None = None) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
-        shown = "missing" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
-        where.fail(field or key, f"must be a non-empty string, got {shown}.")
+        where.fail(field or key, f"must be a non-empty string, got {describe_value(value)}.")
     return value
 
 
