@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medreason.data.chat_templates import THINK_CLOSE, THINK_OPEN, format_reasoning
+from medreason.data.chat_templates import ROLES, THINK_CLOSE, THINK_OPEN, format_reasoning
 from medreason.utils.jsonl import RecordError, iter_jsonl_lines, parse_jsonl_line
 from medreason.utils.logging import get_logger
 
@@ -138,6 +138,8 @@ def _from_messages(messages: Any, where: tuple[str, str]) -> tuple[str, str | No
             raise RecordError(
                 *where, f"messages[{index}]", "every message needs string 'role' and 'content'."
             )
+        if message["role"] not in ROLES:
+            raise RecordError(*where, f"messages[{index}].role", f"must be one of {ROLES}, got {message['role']!r}.")
     last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last_assistant is None:
         raise RecordError(*where, "messages", "no assistant message: a reasoning sample needs a response.")
@@ -172,7 +174,7 @@ def parse_trace(record: dict[str, Any], *, uid: int, source: str, position: str)
         prompt_field = _text_field(record, PROMPT_KEYS, where)
         if prompt_field is None:
             raise RecordError(
-                *where, None, f"no prompt: expected one of the fields {list(PROMPT_KEYS)} or 'messages'."
+                *where, PROMPT_KEYS[0], f"missing: a record needs a prompt in one of {list(PROMPT_KEYS)} or 'messages'."
             )
         response_field = _text_field(record, RESPONSE_KEYS, where)
         response = response_field[1] if response_field else ""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from transformers import PreTrainedTokenizerBase
 
 Message = dict[str, str]
+ROLES = ("system", "user", "assistant", "tool")
+"""The roles a chat message may have."""
 Prompt = str | list[Message]
 """A raw text prompt (sent as is) or chat messages (the engine applies the chat template)."""
 

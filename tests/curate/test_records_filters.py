@@ -70,10 +70,11 @@ def test_output_formats_round_trip() -> None:
 @pytest.mark.parametrize(
     ("record", "field"),
     [
-        ({"cot": "x"}, None),
+        ({"cot": "x"}, "question"),
         ({"question": 3}, "question"),
         ({"messages": [{"role": "user", "content": "Q"}]}, "messages"),
         ({"messages": [{"role": "user"}]}, "messages[0]"),
+        ({"messages": [{"role": "doctor", "content": "Q"}, {"role": "assistant", "content": "B"}]}, "messages[0].role"),
     ],
 )
 def test_errors_name_file_line_field(record: dict, field: str | None) -> None:
