@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.data.chat_templates import ROLES, THINK_CLOSE, THINK_OPEN, format_reasoning
-from medreason.utils.jsonl import RecordError, iter_jsonl_lines, parse_jsonl_line
+from medreason.utils.jsonl import RecordError, describe_value, iter_jsonl_lines, parse_jsonl_line
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -125,7 +125,7 @@ def _text_field(
         if key in record:
             value = record[key]
             if not isinstance(value, str):
-                raise RecordError(*where, key, f"expected a string, got {type(value).__name__}.")
+                raise RecordError(*where, key, f"must be a string, got {describe_value(value)}.")
             return key, value
     return None
 

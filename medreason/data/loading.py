@@ -117,7 +117,7 @@ def _read_json_array(raw: bytes, source: str) -> RecordSet:
     try:
         records = json.loads(decode_utf8(raw, source))
     except json.JSONDecodeError as error:
-        raise RecordError(source, f"line {error.lineno}", None, f"invalid JSON ({error.msg} at column {error.colno}).") from None
+        raise RecordError(source, f"line {error.lineno}", None, f"invalid JSON at column {error.colno} ({error.msg}).") from None
     bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
     if bad is not None:
         raise RecordError(source, f"index {bad}", None, f"expected a JSON object, got {type(records[bad]).__name__}.")

@@ -145,7 +145,7 @@ def to_eval_record(
         options = dict(zip(_LETTERS, options, strict=False))
     if not isinstance(options, Mapping) or len(options) < 2:
         raise fail(
-            "options", f"expected at least two options as {{'A': text, ...}} or a list, got {options!r:.80}."
+            "options", f"expected at least two options as {{'A': text, ...}} or a list, got {describe_value(options)}."
         )
     options = {str(key): value for key, value in options.items() if value is not None}
     for key, text in options.items():

@@ -85,9 +85,9 @@ def parse_jsonl_line(raw: bytes, source: str, line_number: int) -> dict[str, Any
     try:
         record = json.loads(decode_utf8(raw, source, line_number))
     except json.JSONDecodeError as error:
-        cut = "; the line is cut short (a write interrupted?)" if not raw.endswith(b"\n") else ""
+        cut = "; the line ends without a newline, as an interrupted write leaves it" if not raw.endswith(b"\n") else ""
         raise RecordError(
-            source, f"line {line_number}", None, f"invalid JSON ({error.msg} at column {error.colno}{cut})."
+            source, f"line {line_number}", None, f"invalid JSON at column {error.colno} ({error.msg}){cut}."
         ) from None
     if not isinstance(record, dict):
         raise RecordError(source, f"line {line_number}", None, f"expected a JSON object, got {type(record).__name__}.")
