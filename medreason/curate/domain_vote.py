@@ -15,10 +15,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from medreason.engines.base import GenerationEngine, SamplingParams
-from medreason.utils.jsonl import read_jsonl, write_jsonl
+from medreason.utils.jsonl import JsonlLog
 
 DEFAULT_DOMAINS = (
     "Medical",
@@ -107,11 +106,11 @@ class DomainClassifier:
             raise ValueError("The domain-classification template needs a {prompt} placeholder.")
         self.engine, self.domains, self.template = engine, tuple(domains), template
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=16)
-        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self._log = JsonlLog(cache_path) if cache_path is not None else None
         self.batch_size, self.max_prompt_chars = batch_size, max_prompt_chars
         self._cache: dict[str, str] = {}
-        if self.cache_path is not None and self.cache_path.is_file():
-            self._cache = {row["key"]: row["domain"] for _, row in read_jsonl(self.cache_path)}
+        if self._log is not None:
+            self._cache = dict(self._log.read(lambda row: (row["key"], row["domain"])))
 
     def _render(self, prompt: str) -> str:
         return self.template.format(domains=", ".join(self.domains), prompt=prompt[: self.max_prompt_chars])
@@ -140,10 +139,8 @@ class DomainClassifier:
                 for key, reply in zip(batch, replies, strict=True)
             }
             self._cache.update(answers)
-            if self.cache_path is not None:
-                write_jsonl(
-                    self.cache_path, ({"key": k, "domain": d} for k, d in answers.items()), append=True
-                )
+            if self._log is not None:
+                self._log.append({"key": k, "domain": d} for k, d in answers.items())
             if progress is not None:
                 progress(len(batch))
         return [self._cache[key] for key in keys]

@@ -156,6 +156,19 @@ def iter_records(shards: list[Path], kept: set[int] | None) -> Iterator[TraceRec
                     yield record
 
 
+def _warn_if_emptied(summaries: list[StepSummary]) -> None:
+    """Log one warning naming the step that left no records, when the last step kept none."""
+    if not summaries or summaries[-1].kept > 0:
+        return
+    emptied = next(summary for summary in summaries if summary.kept == 0)
+    if emptied.name == "load":
+        logger.warning("Curation kept no records: step 'load' read none (%d malformed lines rejected, see "
+                       "rejects.jsonl).", emptied.rejected)
+    else:
+        logger.warning("Curation kept no records: step %r dropped all %d it received %s; check its settings.",
+                       emptied.name, emptied.input, emptied.dropped)
+
+
 def _fingerprint(previous: str, step: Step) -> str:
     material = json.dumps([previous, step.name, step.settings()], sort_keys=True, default=str)
     return hashlib.sha1(material.encode("utf-8")).hexdigest()[:16]
@@ -238,6 +251,7 @@ class CurationPipeline:
             kept = _read_kept(directory / "kept.txt")
             summaries.append(summary)
         self.shards, self._kept = shards, kept
+        _warn_if_emptied(summaries)
         if until is None:
             self._write_outputs(summaries)
         return summaries

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medreason.data.chat_templates import THINK_CLOSE, THINK_OPEN, format_reasoning
-from medreason.utils.jsonl import RecordError
+from medreason.data.chat_templates import ROLES, THINK_CLOSE, THINK_OPEN, format_reasoning
+from medreason.utils.jsonl import RecordError, describe_value, iter_jsonl_lines, parse_jsonl_line
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -125,7 +125,7 @@ def _text_field(
         if key in record:
             value = record[key]
             if not isinstance(value, str):
-                raise RecordError(*where, key, f"expected a string, got {type(value).__name__}.")
+                raise RecordError(*where, key, f"must be a string, got {describe_value(value)}.")
             return key, value
     return None
 
@@ -138,6 +138,8 @@ def _from_messages(messages: Any, where: tuple[str, str]) -> tuple[str, str | No
             raise RecordError(
                 *where, f"messages[{index}]", "every message needs string 'role' and 'content'."
             )
+        if message["role"] not in ROLES:
+            raise RecordError(*where, f"messages[{index}].role", f"must be one of {ROLES}, got {message['role']!r}.")
     last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last_assistant is None:
         raise RecordError(*where, "messages", "no assistant message: a reasoning sample needs a response.")
@@ -167,12 +169,12 @@ def parse_trace(record: dict[str, Any], *, uid: int, source: str, position: str)
     where = (source, position)
     if "messages" in record:
         prompt, reasoning, answer, complete = _from_messages(record["messages"], where)
-        used = {"messages"}
+        prompt_key, used = "messages", {"messages"}
     else:
         prompt_field = _text_field(record, PROMPT_KEYS, where)
         if prompt_field is None:
             raise RecordError(
-                *where, None, f"no prompt: expected one of the fields {list(PROMPT_KEYS)} or 'messages'."
+                *where, PROMPT_KEYS[0], f"missing: a record needs a prompt in one of {list(PROMPT_KEYS)} or 'messages'."
             )
         response_field = _text_field(record, RESPONSE_KEYS, where)
         response = response_field[1] if response_field else ""
@@ -183,10 +185,10 @@ def parse_trace(record: dict[str, Any], *, uid: int, source: str, position: str)
         else:
             reasoning, answer, closed = split_think(response)
             complete = closed and bool(answer)
-        prompt = prompt_field[1]
-        used = {prompt_field[0], "cot", *(r for r in RESPONSE_KEYS if r in record)}
+        prompt_key, prompt = prompt_field
+        used = {prompt_key, "cot", *(r for r in RESPONSE_KEYS if r in record)}
     if not prompt.strip():
-        raise RecordError(*where, "prompt", "the prompt is empty.")
+        raise RecordError(*where, prompt_key, "the prompt is empty.")
     if record.get("finish_reason") == "length":
         complete = False
     name = record.get("source") if isinstance(record.get("source"), str) else _stem(source)
@@ -248,32 +250,21 @@ def read_traces(
 ) -> Iterator[tuple[dict[str, Any], TraceRecord]]:
     """Yield ``(raw record, parsed record)`` for each good line of a JSONL file; bad lines go to ``rejects``.
 
-    Parsed records get consecutive ``uid`` values from ``first_uid``.
+    Parsed records get consecutive ``uid`` values from ``first_uid``. A line that is not UTF-8 or not
+    JSON is a bad line like any other.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        RecordError: a malformed line, when ``rejects`` raises.
+        RecordError: the file is empty, or a malformed line when ``rejects`` raises.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such JSONL input file: {path}")
     uid = first_uid
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            position = f"line {line_number}"
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise RecordError(
-                        str(path), position, None, f"expected a JSON object, got {type(record).__name__}."
-                    )
-                trace = parse_trace(record, uid=uid, source=str(path), position=position)
-            except json.JSONDecodeError as error:
-                rejects.handle(RecordError(str(path), position, None, f"invalid JSON ({error.msg})."), line)
-            except RecordError as error:
-                rejects.handle(error, line)
-            else:
-                uid += 1
-                yield record, trace
+    for line_number, raw in iter_jsonl_lines(path):
+        position = f"line {line_number}"
+        try:
+            record = parse_jsonl_line(raw, str(path), line_number)
+            trace = parse_trace(record, uid=uid, source=str(path), position=position)
+        except RecordError as error:
+            rejects.handle(error, raw.decode("utf-8", errors="replace"))
+        else:
+            uid += 1
+            yield record, trace

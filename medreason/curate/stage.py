@@ -17,9 +17,6 @@ from medreason.stage_context import StageContext, StageSpec, run_on_main_process
 from medreason.testing.tiny_data import tiny_records, write_tiny_benchmark
 from medreason.utils.config_errors import FieldError
 from medreason.utils.jsonl import write_jsonl
-from medreason.utils.logging import get_logger
-
-logger = get_logger(__name__)
 
 
 def curate_stage_config(spec: StageSpec) -> CurateConfig:
@@ -46,10 +43,7 @@ def run_curate_stage(context: StageContext) -> Path:
             write_jsonl(source, [{k: r[k] for k in fields} for r in tiny_records()])
             extra = [] if config.input is None else [config.input] if isinstance(config.input, str) else list(config.input)
             run = replace(config, input=[str(source), *extra], benchmarks=str(write_tiny_benchmark(context.output_dir)))
-        summaries = curate(run)
-        if summaries and summaries[-1].kept == 0:
-            logger.warning("Stage %r kept no records; dropped by step and reason: %s", context.name,
-                           {s.name: s.dropped for s in summaries if s.dropped})
+        summaries = curate(run)  # warns when no record is left
         return {
             "curated": str(context.output_dir / "curated.jsonl"),
             "steps": {s.name: {"input": s.input, "kept": s.kept, "dropped": s.dropped} for s in summaries},

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # only for annotations: importing transformers costs seconds
     from transformers import PreTrainedTokenizerBase
 
 Message = dict[str, str]
+ROLES = ("system", "user", "assistant", "tool")
+"""The roles a chat message may have."""
 Prompt = str | list[Message]
 """A raw text prompt (sent as is) or chat messages (the engine applies the chat template)."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.data.records import RecordConverter
+from medreason.utils.config_errors import ConfigError
 from medreason.utils.jsonl import RecordError
 from medreason.utils.logging import get_logger
 from medreason.utils.record_files import read_records, record_file_suffix
@@ -70,7 +71,7 @@ def load_records(
     Raises:
         FileNotFoundError: a local-looking path that does not exist.
         ValueError: a file that cannot be read as its name says (not gzip, not UTF-8, not Parquet).
-        RecordError: a JSON line or array element that is not a JSON object.
+        RecordError: an empty file, or a line that is not UTF-8, not JSON or not a JSON object.
     """
     local = Path(path)
     if record_file_suffix(local) is not None:
@@ -115,10 +116,13 @@ def select_records(
     synthesised traces that carry no department); the count is logged.
 
     Raises:
-        RecordError: no record at all has a field named in ``where`` (a typo in the filter, most likely).
-        ValueError: nothing is left to train on.
+        RecordError: ``record_set`` is empty, or no record at all has a field named in ``where`` (a typo
+            in the filter, most likely).
+        ConfigError: the filter leaves nothing to train on.
     """
     label = f"stage {stage!r}: " if stage else ""
+    if not record_set.records:
+        raise RecordError(record_set.source, None, None, f"{label}the source holds no records to train on.")
     indices = list(range(len(record_set)))
     for field, accepted in (where or {}).items():
         accepted_values = set(accepted) if isinstance(accepted, list | tuple) else {accepted}
@@ -140,7 +144,7 @@ def select_records(
         indices = sorted(random.Random(seed).sample(indices, max_samples))
         logger.info("%srandom subset of %d records (dropped %d, seed %d)", label, max_samples, dropped, seed)
     if not indices:
-        raise ValueError(
+        raise ConfigError(
             f"{label}no records left to train on from {record_set.source} after data.filter={dict(where or {})}. "
             "Check the filter values against the data."
         )

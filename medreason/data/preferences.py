@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medreason.utils.jsonl import RecordError
+from medreason.data.chat_templates import ROLES
+from medreason.utils.jsonl import RecordError, describe_value
 
 _PROMPT_KEYS = ("prompt", "question", "instruction")
 
@@ -48,10 +49,12 @@ def _messages(value: Any, role: str, source: str, position: str, field: str) -> 
     elif isinstance(value, list) and value and all(
         isinstance(m, Mapping) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
     ):
+        role = next((m["role"] for m in value if m["role"] not in ROLES), None)
+        if role is not None:
+            raise RecordError(source, position, field, f"message role {role!r} is not one of {ROLES}.")
         if any(m["content"].strip() for m in value):
             return [{"role": m["role"], "content": m["content"]} for m in value]
-    shown = "missing" if value is None else repr(value)[:60]
-    raise RecordError(source, position, field, f"must be a non-empty string or list of messages, got {shown}.")
+    raise RecordError(source, position, field, f"must be a non-empty string or list of messages, got {describe_value(value)}.")
 
 
 def _text(messages: list[dict[str, str]]) -> str:

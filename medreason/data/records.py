@@ -18,15 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medreason.data.chat_templates import format_reasoning
-from medreason.utils.jsonl import RecordError
+from medreason.data.chat_templates import ROLES, format_reasoning
+from medreason.utils.jsonl import RecordError, describe_value
 
 FORMATS = ("messages", "question_cot_response", "instruction_response", "prompt_completion")
 TARGETS = ("think_response", "cot", "response")
 """What a ``question_cot_response`` record trains on: ReasonMed ``<think>{cot}</think>{response}``,
 CoTMed ``{cot}`` or ResponseMed ``{response}`` (the three ReasonMed dataset variants)."""
-
-_ROLES = ("system", "user", "assistant", "tool")
 
 
 def detect_format(record: Mapping[str, Any]) -> str | None:
@@ -86,8 +84,8 @@ class RecordConverter:
             field = f"messages[{index}]"
             if not isinstance(message, Mapping):
                 where.fail(field, f"must be a mapping with 'role' and 'content', got {type(message).__name__}.")
-            if message.get("role") not in _ROLES:
-                where.fail(f"{field}.role", f"must be one of {_ROLES}, got {message.get('role')!r}.")
+            if message.get("role") not in ROLES:
+                where.fail(f"{field}.role", f"must be one of {ROLES}, got {message.get('role')!r}.")
             content = message.get("content")
             if not isinstance(content, str):
                 where.fail(f"{field}.content", f"must be a string, got {type(content).__name__}.")
@@ -136,8 +134,7 @@ class _Where:
 def _required_text(record: Mapping[str, Any], key: str, where: _Where, field: str | None = None) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
-        shown = "missing" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
-        where.fail(field or key, f"must be a non-empty string, got {shown}.")
+        where.fail(field or key, f"must be a non-empty string, got {describe_value(value)}.")
     return value
 
 
@@ -146,7 +143,7 @@ def _as_messages(record: Mapping[str, Any], key: str, role: str, where: _Where) 
     if isinstance(value, str) and value.strip():
         return [{"role": role, "content": value}]
     if isinstance(value, list) and value and all(
-        isinstance(m, Mapping) and m.get("role") in _ROLES and isinstance(m.get("content"), str) for m in value
+        isinstance(m, Mapping) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in value
     ):
         return [{"role": m["role"], "content": m["content"]} for m in value]
     where.fail(key, "must be a non-empty string or a list of {'role', 'content'} messages.")

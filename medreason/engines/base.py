@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from medreason.data.chat_templates import Prompt
 
@@ -70,6 +71,19 @@ class Completion:
     def truncated(self) -> bool:
         """Whether generation stopped at ``max_tokens`` rather than by itself."""
         return self.finish_reason == "length"
+
+    def to_json(self) -> dict[str, Any]:
+        """What the on-disk caches store: the text, the finish reason and the token count (not the ids)."""
+        return {"text": self.text, "finish_reason": self.finish_reason, "num_tokens": len(self.token_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Completion:
+        """A completion read back from :meth:`to_json` (without token ids).
+
+        >>> Completion.from_json(Completion("B", [7, 8], "length").to_json())
+        Completion(text='B', token_ids=[], finish_reason='length')
+        """
+        return cls(data["text"], finish_reason=data["finish_reason"])
 
 
 class GenerationEngine(ABC):

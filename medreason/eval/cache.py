@@ -2,9 +2,10 @@
 
 Each line holds every completion of one item under a key made of the model name, the benchmark,
 the item id, the sampling parameters and a hash of the rendered prompt (so editing the prompt
-template regenerates instead of silently reusing stale answers). Lines are appended and flushed
-after each engine call (token ids are not kept, only their count), so a crash or Ctrl-C loses at most the call in flight; a torn last line
-is skipped on reload and its item generated again.
+template regenerates instead of silently reusing stale answers). Lines are appended, flushed and
+synced after each engine call (token ids are not kept, only their count), so a crash or Ctrl-C loses at
+most the call in flight; a torn last line is skipped on reload, its item generated again and appended on
+a line of its own (:class:`~medreason.utils.jsonl.JsonlLog`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.engines.base import Completion, Prompt, SamplingParams
-from medreason.utils.logging import get_logger
-
-logger = get_logger(__name__)
+from medreason.utils.jsonl import JsonlLog
 
 __all__ = ["GenerationCache", "model_slug", "prompt_hash"]
 
@@ -54,51 +53,29 @@ class GenerationCache:
         self.model_name = model_name
         self.benchmark = benchmark
         self.path = Path(root) / model_slug(model_name) / f"{benchmark}.jsonl"
-        self._entries: dict[tuple[str, str, str], list[Completion]] = {}
-        if self.path.is_file():
-            self._load()
+        self._log = JsonlLog(self.path, fsync=True)
+        self._entries = dict(entry for entry in self._log.read(self._parse) if entry is not None)
 
-    def _load(self) -> None:
-        with self.path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                try:
-                    entry = json.loads(line)
-                    completions = [
-                        Completion(c["text"], finish_reason=c["finish_reason"]) for c in entry["completions"]
-                    ]
-                    key = (str(entry["id"]), entry["sampling"], entry["prompt_hash"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    logger.warning(
-                        "Skipping unreadable cache line %s:%d (an interrupted write?).",
-                        self.path,
-                        line_number,
-                    )
-                    continue
-                if entry.get("model") == self.model_name and entry.get("benchmark") == self.benchmark:
-                    self._entries[key] = completions
+    def _parse(self, entry: dict[str, Any]) -> tuple[tuple[str, str, str], list[Completion]] | None:
+        """An entry's key and completions; ``None`` for another model's or benchmark's entry."""
+        completions = [Completion.from_json(c) for c in entry["completions"]]
+        key = (str(entry["id"]), entry["sampling"], entry["prompt_hash"])
+        if entry.get("model") != self.model_name or entry.get("benchmark") != self.benchmark:
+            return None
+        return key, completions
 
     def get(self, item_id: str, sampling: SamplingParams, prompt: Prompt) -> list[Completion] | None:
         """The cached completions of an item, or ``None`` when they must be generated."""
         return self._entries.get((item_id, sampling.cache_key(), prompt_hash(prompt)))
 
     def put(self, items: list[tuple[str, Prompt, list[Completion]]], sampling: SamplingParams) -> None:
-        """Append ``(item id, prompt, completions)`` entries and flush them to disk."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Append ``(item id, prompt, completions)`` entries and flush and sync them to disk."""
         key = sampling.cache_key()
-        with self.path.open("a", encoding="utf-8") as handle:
-            for item_id, prompt, completions in items:
-                entry: dict[str, Any] = {
-                    "model": self.model_name,
-                    "benchmark": self.benchmark,
-                    "id": item_id,
-                    "sampling": key,
-                    "prompt_hash": prompt_hash(prompt),
-                    "completions": [
-                        {"text": c.text, "finish_reason": c.finish_reason, "num_tokens": len(c.token_ids)}
-                        for c in completions
-                    ],
-                }
-                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                self._entries[(item_id, key, entry["prompt_hash"])] = completions
-            handle.flush()
-            os.fsync(handle.fileno())
+        entries = [
+            {"model": self.model_name, "benchmark": self.benchmark, "id": item_id, "sampling": key,
+             "prompt_hash": prompt_hash(prompt), "completions": [c.to_json() for c in completions]}
+            for item_id, prompt, completions in items
+        ]
+        self._log.append(entries)
+        for (item_id, _, completions), entry in zip(items, entries, strict=True):
+            self._entries[(item_id, key, entry["prompt_hash"])] = completions

@@ -4,7 +4,7 @@ Every completed call is appended as one line and flushed at once, so a killed jo
 calls in flight. A call's key hashes the backend, the model, the prompt, the sampling parameters and
 the attempt number (a parse retry is a new call, not a cache hit of the failed one). A rerun with the
 same settings finds every finished call here and asks the engine only for the rest; a torn last line
-(the job died mid-write) is skipped and its call made again.
+(the job died mid-write) is skipped and its call made again (:class:`~medreason.utils.jsonl.JsonlLog`).
 
 The manifest (``manifest.json``) is written after every output file, so its presence means the run
 completed; a run deletes any old manifest before it starts writing.
@@ -15,15 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medreason.engines.base import Completion, Prompt, SamplingParams
-from medreason.utils.logging import get_logger
-
-logger = get_logger(__name__)
+from medreason.utils.jsonl import JsonlLog
 
 __all__ = ["MANIFEST", "CallCache", "call_key", "clear_manifest", "write_manifest"]
 
@@ -63,32 +60,9 @@ class CallCache:
     """
 
     def __init__(self, path: str | os.PathLike, fsync: bool = False):
-        self.path = Path(path)
-        self.fsync = fsync
-        self._entries: dict[str, list[Completion]] = {}
-        self._lock = threading.Lock()
-        # A kill mid-write leaves a last line without its newline: start the next record on a new line.
-        self._needs_newline = False
-        if self.path.is_file():
-            self._load()
-
-    def _load(self) -> None:
-        with self.path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                self._needs_newline = not line.endswith("\n")
-                try:
-                    entry = json.loads(line)
-                    completions = [
-                        Completion(c["text"], finish_reason=c["finish_reason"]) for c in entry["completions"]
-                    ]
-                    self._entries[entry["key"]] = completions
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    logger.warning(
-                        "Skipping unreadable cache line %s:%d (a write cut short by a kill?); "
-                        "that call will be made again.",
-                        self.path,
-                        line_number,
-                    )
+        self._log = JsonlLog(path, fsync)
+        self.path = self._log.path
+        self._entries: dict[str, list[Completion]] = dict(self._log.read(_parse_entry))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,21 +76,14 @@ class CallCache:
 
     def put(self, key: str, completions: list[Completion], meta: Mapping[str, Any] | None = None) -> None:
         """Append one call's completions (and ``meta``, for people reading the file) and flush."""
-        entry: dict[str, Any] = {"key": key, **(meta or {})}
-        entry["completions"] = [
-            {"text": c.text, "finish_reason": c.finish_reason, "num_tokens": len(c.token_ids)}
-            for c in completions
-        ]
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write("\n" + line if self._needs_newline else line)
-                self._needs_newline = False
-                handle.flush()
-                if self.fsync:
-                    os.fsync(handle.fileno())
-            self._entries[key] = [Completion(c.text, finish_reason=c.finish_reason) for c in completions]
+        entry = {"key": key, **(meta or {}), "completions": [c.to_json() for c in completions]}
+        self._log.append([entry])
+        self._entries[key] = [Completion.from_json(c) for c in entry["completions"]]
+
+
+def _parse_entry(entry: dict[str, Any]) -> tuple[str, list[Completion]]:
+    """A cache line's key and completions."""
+    return entry["key"], [Completion.from_json(c) for c in entry["completions"]]
 
 
 def clear_manifest(output_dir: str | os.PathLike) -> None:

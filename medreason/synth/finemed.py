@@ -55,7 +55,7 @@ from medreason.synth.selection import (
     is_complex,
 )
 from medreason.synth.taxonomy import DEPARTMENTS, PRIMARY_DESCRIPTIONS
-from medreason.utils.jsonl import RecordError, read_jsonl, write_jsonl
+from medreason.utils.jsonl import RecordError, describe_value, read_jsonl, write_jsonl
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -117,7 +117,9 @@ def load_texts(path: str | Path, text_field: str = "text", limit: int | None = N
     """``(id, text)`` of each record of a JSONL file (``id`` defaults to ``line<N>``).
 
     Raises:
-        RecordError: a record without a non-empty string in ``text_field``, or a repeated id.
+        FileNotFoundError: ``path`` does not exist.
+        RecordError: an empty file, a line that is not UTF-8 JSON, a record without a non-empty string in
+            ``text_field``, or a repeated id.
     """
     texts: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -125,7 +127,8 @@ def load_texts(path: str | Path, text_field: str = "text", limit: int | None = N
         text = record.get(text_field)
         if not isinstance(text, str) or not text.strip():
             raise RecordError(
-                str(path), f"line {line}", text_field, "needs a non-empty string (the medical text)."
+                str(path), f"line {line}", text_field,
+                f"needs a non-empty string (the medical text), got {describe_value(text)}.",
             )
         text_id = str(record.get("id", f"line{line}"))
         if text_id in seen:

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from medreason.data.chat_templates import Message
+from medreason.utils.jsonl import decode_utf8
 
 __all__ = ["TEMPLATE_DIR", "PromptTemplate", "load_template"]
 
@@ -69,6 +70,7 @@ def load_template(spec: str) -> PromptTemplate:
 
     Raises:
         FileNotFoundError: neither a file at ``spec`` nor a shipped template of that name exists.
+        RecordError: the file is not UTF-8 (naming the line).
     """
     path = Path(spec).expanduser()
     if not path.is_file():
@@ -79,4 +81,4 @@ def load_template(spec: str) -> PromptTemplate:
             f"Prompt template {spec!r} not found: pass a path to a Jinja file or one of the shipped "
             f"templates ({shipped})."
         )
-    return PromptTemplate(path.read_text(encoding="utf-8"), str(path))
+    return PromptTemplate(decode_utf8(path.read_bytes(), str(path)), str(path))

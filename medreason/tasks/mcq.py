@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medreason.utils.jsonl import RecordError
+from medreason.utils.jsonl import RecordError, describe_value
 from medreason.utils.record_files import read_records
 
 __all__ = ["Benchmark", "EvalRecord", "load_records", "to_eval_record"]
@@ -133,7 +133,7 @@ def to_eval_record(
 
     question = row.get(column["question"])
     if not isinstance(question, str) or not question.strip():
-        raise fail("question", "the question is missing or empty.")
+        raise fail("question", f"must be a non-empty string, got {describe_value(question)}.")
     options = row.get(column["options"])
     if isinstance(options, (list, tuple)):
         if len(options) > len(_LETTERS):
@@ -141,7 +141,7 @@ def to_eval_record(
         options = dict(zip(_LETTERS, options, strict=False))
     if not isinstance(options, Mapping) or len(options) < 2:
         raise fail(
-            "options", f"expected at least two options as {{'A': text, ...}} or a list, got {options!r:.80}."
+            "options", f"expected at least two options as {{'A': text, ...}} or a list, got {describe_value(options)}."
         )
     options = {str(key): value for key, value in options.items() if value is not None}
     for key, text in options.items():
@@ -170,8 +170,9 @@ def load_records(
 
     Raises:
         FileNotFoundError: the file or dataset is missing (the message says what to set).
-        RecordError: a record lacks a question, has fewer than two options, an answer that is not an
-            option, or an id seen before; the message names the file, line (or index) and field.
+        RecordError: the source holds no records, or a record lacks a question, has fewer than two options,
+            an answer that is not an option, or an id seen before; the message names the file, line (or
+            index) and field.
     """
     source = benchmark.source(data_dir)
     records: list[EvalRecord] = []
@@ -190,8 +191,6 @@ def load_records(
         seen.add(record.id)
         records.append(record)
     if not records:
-        raise ValueError(
-            f"Benchmark {benchmark.name!r}: {source} holds no records"
-            + (f" matching {dict(benchmark.where)}." if benchmark.where else ".")
-        )
+        matching = f" matching {dict(benchmark.where)}" if benchmark.where else ""
+        raise RecordError(source, None, None, f"benchmark {benchmark.name!r}: the source holds no records{matching}.")
     return records[:limit] if limit is not None else records

@@ -71,6 +71,11 @@ class CurriculumSFTTrainer:
         peft_config: Optional ``peft`` config; the adapter is created in the first stage and trained on.
         callbacks: Extra ``transformers.TrainerCallback`` objects for every stage.
 
+    Raises:
+        RecordError: a record any stage selects is malformed, or there are no records; raised before
+            ``model`` is loaded.
+        ConfigError: a stage's filter leaves no records.
+
     >>> import tempfile
     >>> from medreason.testing import build_tiny_model_dir, tiny_records
     >>> model_dir = build_tiny_model_dir(tempfile.mkdtemp())
@@ -93,6 +98,12 @@ class CurriculumSFTTrainer:
         peft_config: Any | None = None,
         callbacks: list[TrainerCallback] | None = None,
     ):
+        # Every stage's records are selected, converted and split before the model loads, so a bad record or
+        # filter fails in seconds rather than after minutes of loading an 8B model.
+        self.args, self.peft_config, self.callbacks = args, peft_config, callbacks or []
+        converter = RecordConverter(args.data_format, args.data_target, args.system_prompt)
+        records = from_memory(train_dataset)
+        self.stage_data = {stage.name: self._stage_data(records, converter, stage) for stage in args.stages}
         if isinstance(model, str | Path):
             model_id = str(model)
             model = AutoModelForCausalLM.from_pretrained(model_id, **(args.model_init_kwargs or {}))
@@ -100,10 +111,15 @@ class CurriculumSFTTrainer:
         if processing_class is None:
             raise ValueError("processing_class is required when model is a model object; pass its tokenizer.")
         ensure_chat_template(processing_class)
-        self.model, self.processing_class, self.args = model, processing_class, args
-        self.records: RecordSet = from_memory(train_dataset)
-        self.converter = RecordConverter(args.data_format, args.data_target, args.system_prompt)
-        self.peft_config, self.callbacks = peft_config, callbacks or []
+        self.model, self.processing_class = model, processing_class
+
+    def _stage_data(
+        self, records: RecordSet, converter: RecordConverter, stage: SFTStage
+    ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+        """A stage's training and validation pairs: its records selected, converted and split."""
+        selected = select_records(records, stage.filter, stage.max_samples, seed=self.args.seed, stage=stage.name)
+        pairs = datasets.Dataset.from_list(selected.convert(converter))
+        return split_for_validation(pairs, stage.eval_fraction, self.args.seed, stage.name)
 
     def train(self, resume_from_checkpoint: bool = False) -> list[StageResult]:
         """Train every stage in order and return their results.
@@ -129,13 +145,12 @@ class CurriculumSFTTrainer:
         return results
 
     def build_stage_trainer(self, stage: SFTStage, first: bool = True) -> SFTTrainer:
-        """The ``SFTTrainer`` for one stage: its records selected, converted and split, its arguments set.
+        """The ``SFTTrainer`` for one stage, on its records (selected, converted and split when this
+        trainer was built) with its arguments set.
 
         Useful on its own to inspect a stage's tokenized data or collator before training.
         """
-        selected = select_records(self.records, stage.filter, stage.max_samples, seed=self.args.seed, stage=stage.name)
-        pairs = datasets.Dataset.from_list(selected.convert(self.converter))
-        train_set, eval_set = split_for_validation(pairs, stage.eval_fraction, self.args.seed, stage.name)
+        train_set, eval_set = self.stage_data[stage.name]
         stage_args = self._stage_args(stage, Path(self.args.output_dir) / stage.name, validate=eval_set is not None)
         logger.info(
             "Stage %r: %d train / %d validation records, lr %g, epochs %g, %d sequences per step",

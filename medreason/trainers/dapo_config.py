@@ -92,7 +92,9 @@ class DAPOConfig(TrainingArguments):
         dynamic_sampling (`bool`, defaults to `True`): Drop groups whose ``filter_groups_metric`` is constant.
         filter_groups_metric (`str`, defaults to `"reward"`): ``"reward"`` (the final weighted reward) or the
             name of one reward function, e.g. ``"mcq_accuracy"`` (the DAPO paper filters on accuracy).
-        max_num_gen_batches (`int`, defaults to `10`): Generation rounds allowed per step before failing; 0 = no limit.
+        max_num_gen_batches (`int` or `None`, defaults to `10`): Generation rounds allowed per step before
+            failing with :class:`~medreason.trainers.dynamic_sampling.DynamicSamplingError`; ``None`` (``null``)
+            means no limit, which loops forever on data whose prompt groups never vary in reward.
         micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response; real tokens with
             ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default:
             two full-length sequences).
@@ -174,7 +176,9 @@ class DAPOConfig(TrainingArguments):
     filter_groups_metric: str = field(
         default="reward", metadata={"help": "'reward' or a reward function's name to filter groups on."}
     )
-    max_num_gen_batches: int = field(default=10, metadata={"help": "Generation rounds per step before failing (0 = no limit)."})
+    max_num_gen_batches: int | None = field(
+        default=10, metadata={"help": "Generation rounds per step before failing (>= 1); null = no limit."}
+    )
     micro_batch_token_budget: int = field(
         default=28672, metadata={"help": "Padded (padding_free: real) tokens per forward/backward micro-batch and device."}
     )
@@ -209,10 +213,14 @@ class DAPOConfig(TrainingArguments):
             self,
             {"num_generations": 2, "train_prompt_batch_size": 1, "gen_prompt_batch_size": 1, "mini_batch_size": 1,
              "max_completion_length": 1, "max_prompt_length": 1, "micro_batch_token_budget": 1,
-             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0,
-             "max_num_gen_batches": 0},
+             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0},
             exclusive=("weight_sync_bucket_mb", "temperature"),
         )
+        if self.max_num_gen_batches is not None and self.max_num_gen_batches < 1:
+            raise FieldError(
+                "max_num_gen_batches", self.max_num_gen_batches,
+                "must be >= 1 (card: 10); null means no limit, which loops forever when no prompt group varies in reward.",
+            )
         reject_ignored_fields(self, TrainingArguments, [*USED_TRAINING_ARGUMENTS, *_own_fields()], IGNORED_FIELD_HINTS)
         super().__post_init__()
         for name in ("save_steps", "logging_steps"):

@@ -85,15 +85,16 @@ def dapo_stage_config(spec: StageSpec) -> DAPOConfig:
 def run_dapo_stage(context: StageContext) -> Path:
     """Train one DAPO stage from ``context.model_path``; save to ``context.final_dir`` and return it."""
     run_cfg, data, args = context.run_cfg, context.cfg.data, context.config
+    # The records are read and checked before the model loads: a bad record fails in seconds, not after minutes.
+    record_set = selected_records(context, builtin={"tiny": tiny_records})
+    template = PromptTemplate(system=data.get("system_prompt"))
+    rows = mcq_prompts(record_set.records, record_set.positions, record_set.source, template)
     # Master weights stay float32 whatever the model block says: at the card's LR of 1e-6, AdamW updates
     # are far below bf16's resolution (~0.4% of a weight) and would round away. bf16=true in the trainer
     # block runs the forward/backward passes in bf16 autocast instead, as verl does with FSDP.
     load_kwargs = {**model_init_kwargs(run_cfg.model), "dtype": torch.float32}
     model = AutoModelForCausalLM.from_pretrained(context.model_path, **load_kwargs)
     tokenizer = load_tokenizer(context.model_path, run_cfg.model.chat_template)
-    record_set = selected_records(context, builtin={"tiny": tiny_records})
-    template = PromptTemplate(system=data.get("system_prompt"))
-    rows = mcq_prompts(record_set.records, record_set.positions, record_set.source, template)
     engine = rollout_engine(args, context.model_path)
     try:
         trainer = DAPOTrainer(model, args, rows, processing_class=tokenizer, engine=engine)

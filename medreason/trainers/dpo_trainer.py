@@ -19,6 +19,7 @@ from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory
 from medreason.data.preferences import to_preference_pair
 from medreason.trainers.dpo_config import DPOConfig
+from medreason.utils.jsonl import RecordError
 from medreason.utils.logging import get_logger
 from medreason.utils.memory import peak_memory_metrics
 
@@ -92,7 +93,7 @@ class DPOTrainer(TRLDPOTrainer):
             for index, (record, position) in enumerate(zip(record_set.records, record_set.positions, strict=True))
         ]
         if not pairs:
-            raise ValueError(f"{record_set.source} is empty: DPO needs at least one preference pair.")
+            raise RecordError(record_set.source, None, None, "holds no records: DPO needs at least one preference pair.")
         return datasets.Dataset.from_list(pairs)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):

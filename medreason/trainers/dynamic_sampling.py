@@ -109,7 +109,7 @@ class GroupFilter(Generic[T]):
 
     Args:
         target_groups: Groups in one training batch (``train_prompt_batch_size``).
-        max_num_gen_batches: Generation batches allowed per training batch; 0 means no limit.
+        max_num_gen_batches: Generation batches allowed per training batch (>= 1); ``None`` means no limit.
         enabled: With ``False`` every group is kept (plain GRPO batching), which needs
             generation batches at least as large as the training batch.
 
@@ -122,11 +122,11 @@ class GroupFilter(Generic[T]):
     (['p0', 'p2'], 0.75)
     """
 
-    def __init__(self, target_groups: int, max_num_gen_batches: int = 0, enabled: bool = True):
+    def __init__(self, target_groups: int, max_num_gen_batches: int | None = None, enabled: bool = True):
         if target_groups < 1:
             raise ValueError(f"target_groups must be >= 1, got {target_groups}.")
-        if max_num_gen_batches < 0:
-            raise ValueError(f"max_num_gen_batches must be >= 0 (0 = no limit), got {max_num_gen_batches}.")
+        if max_num_gen_batches is not None and max_num_gen_batches < 1:
+            raise ValueError(f"max_num_gen_batches must be >= 1 (None = no limit), got {max_num_gen_batches}.")
         self.target_groups = target_groups
         self.max_num_gen_batches = max_num_gen_batches
         self.enabled = enabled
@@ -151,14 +151,15 @@ class GroupFilter(Generic[T]):
         self.stats.generation_batches += 1
         self.stats.generated_groups += len(groups)
         self.stats.kept_groups += len(kept)
-        if not self.full and 0 < self.max_num_gen_batches <= self.stats.generation_batches:
+        limit = self.max_num_gen_batches
+        if not self.full and limit is not None and self.stats.generation_batches >= limit:
             raise DynamicSamplingError(
                 f"Dynamic sampling kept {len(self._kept)} of {self.stats.generated_groups} prompt groups after "
                 f"{self.stats.generation_batches} generation batches (max_num_gen_batches={self.max_num_gen_batches}) "
                 f"but the training batch needs {self.target_groups}: almost every prompt gets the same reward for all "
                 "its responses (too easy or too hard for the model, or a reward function that returns a constant). "
                 "Check the rewards on a few samples, use harder/easier prompts, raise gen_prompt_batch_size or "
-                "max_num_gen_batches (0 = no limit), or lower train_prompt_batch_size."
+                "max_num_gen_batches, or lower train_prompt_batch_size."
             )
 
     def pop_batch(self) -> list[T]:

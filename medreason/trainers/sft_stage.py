@@ -6,11 +6,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from medreason.data.chat_templates import ensure_chat_template
 from medreason.stage_context import StageContext, StageSpec
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
 from medreason.trainers.curriculum_sft_trainer import CurriculumSFTTrainer
-from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, stage_records
+from medreason.trainers.stage_io import model_init_kwargs, stage_records
 
 
 def sft_stage_config(spec: StageSpec) -> CurriculumSFTConfig:
@@ -37,9 +38,12 @@ def sft_stage_config(spec: StageSpec) -> CurriculumSFTConfig:
 
 
 def run_sft_stage(context: StageContext) -> Path:
-    """Train one SFT stage from ``context.model_path`` and return its final model directory."""
-    tokenizer = load_tokenizer(context.model_path, context.run_cfg.model.chat_template)
+    """Train one SFT stage from ``context.model_path`` and return its final model directory.
+
+    The records are read, and checked by the trainer, before the tokenizer and the model load.
+    """
     records = stage_records(context.cfg.data, builtin={"tiny": tiny_records})
-    trainer = CurriculumSFTTrainer(context.model_path, context.config, records, processing_class=tokenizer)
+    trainer = CurriculumSFTTrainer(context.model_path, context.config, records)
+    ensure_chat_template(trainer.processing_class, context.run_cfg.model.chat_template)  # the model block's, if set
     (result,) = trainer.train(resume_from_checkpoint=context.resume)
     return result.final_dir

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medreason.utils.jsonl import RecordError, open_text, read_jsonl
+from medreason.utils.jsonl import RecordError, decode_utf8, open_binary, read_jsonl
 
 __all__ = ["RECORD_FILE_SUFFIXES", "read_records", "record_file_stem", "record_file_suffix"]
 
@@ -53,8 +53,8 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: ``path`` is not named like a record file, or cannot be read as one (not gzip,
-            not UTF-8 text, not Parquet); the message names the file.
-        RecordError: a line or element is not valid JSON or not a JSON object.
+            not Parquet); the message names the file.
+        RecordError: the file is empty, or a line or element is not UTF-8, not valid JSON or not a JSON object.
     """
     path = Path(path)
     suffix = record_file_suffix(path)
@@ -73,7 +73,7 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
         else:
             for line, record in read_jsonl(path):
                 yield f"line {line}", record
-    except (OSError, EOFError, UnicodeDecodeError) as error:  # a bad gzip stream, bytes that are not UTF-8
+    except (OSError, EOFError) as error:  # a bad gzip stream (bytes that are not UTF-8 are RecordErrors)
         raise ValueError(
             f"{path} cannot be read as a {suffix} file ({type(error).__name__}: {error}). "
             "Check that the file is complete and that its name matches its format."
@@ -82,22 +82,23 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
 
 def _starts_an_array(path: Path) -> bool:
     """Whether a JSON file's first character that is not whitespace opens an array."""
-    with open_text(path) as handle:
+    with open_binary(path) as handle:
         while chunk := handle.read(4096):
             stripped = chunk.lstrip()
             if stripped:
-                return stripped.startswith("[")
+                return stripped.startswith(b"[")
     return False
 
 
 def _json_array_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open_text(path) as handle:
-        try:
-            records = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise RecordError(
-                str(path), f"line {error.lineno}", None, f"invalid JSON ({error.msg})."
-            ) from None
+    with open_binary(path) as handle:
+        text = decode_utf8(handle.read(), str(path))
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(
+            str(path), f"line {error.lineno}", None, f"invalid JSON at column {error.colno} ({error.msg})."
+        ) from None
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise RecordError(

@@ -74,6 +74,8 @@ def test_cluster_vote_with_scripted_engine(tmp_path) -> None:
     assert votes[1].domain == "Mathematics"
     assert votes[2].domain == "Mathematics" and votes[2].votes[0] == "Biology"
     assert engine.calls == 2 and len(engine.prompts) == 10  # 13 prompts, 10 distinct, batches of 8
+    with (tmp_path / "votes.jsonl").open("a") as handle:
+        handle.write('{"key": "x", "dom')  # a kill mid-write: the rerun skips the torn line
     again = DomainClassifier(engine, cache_path=tmp_path / "votes.jsonl")
     assert again.vote({0: MEDICAL[:5]})[0] == votes[0]
     assert engine.calls == 2  # answered from the cache

@@ -169,6 +169,16 @@ def test_on_error_raise_names_file_line_field(tmp_path, doubles) -> None:
         commands.curate(config(tmp_path, data, bench, on_error="raise", steps=["filter"]))
 
 
+def test_filters_that_drop_everything_warn_naming_the_step(tmp_path, caplog) -> None:
+    data, bench = corpus(tmp_path)
+    strict = [{"name": "min_prompt_words", "more_than": 10_000}]
+    summaries = commands.curate(config(tmp_path, data, bench, steps=["filter", "dedupe"], filters=strict))
+    assert summaries[-1].kept == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "kept no records" in r.getMessage()]
+    assert len(warnings) == 1 and "step 'filter' dropped all" in warnings[0]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["records"] == 0  # done, and says 0
+
+
 def test_mix_adds_fixed_counts_deterministically(tmp_path, doubles) -> None:
     data, bench = corpus(tmp_path)
     extra = write_lines(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from medreason.curate.filters import FILTERS, build_filters, first_failure, register_filter
@@ -68,10 +70,11 @@ def test_output_formats_round_trip() -> None:
 @pytest.mark.parametrize(
     ("record", "field"),
     [
-        ({"cot": "x"}, None),
+        ({"cot": "x"}, "question"),
         ({"question": 3}, "question"),
         ({"messages": [{"role": "user", "content": "Q"}]}, "messages"),
         ({"messages": [{"role": "user"}]}, "messages[0]"),
+        ({"messages": [{"role": "doctor", "content": "Q"}, {"role": "assistant", "content": "B"}]}, "messages[0].role"),
     ],
 )
 def test_errors_name_file_line_field(record: dict, field: str | None) -> None:
@@ -82,15 +85,25 @@ def test_errors_name_file_line_field(record: dict, field: str | None) -> None:
 
 
 def test_read_traces_skip_writes_rejects(tmp_path) -> None:
-    path = write_lines(tmp_path / "in.jsonl", [trace("Good question here?"), "{not json", trace("")])
+    path = write_lines(tmp_path / "in.jsonl", [trace("Good question here?"), "{not json", trace(""), trace("Last one?")])
+    with path.open("ab") as handle:  # saved as Latin-1: 0xe9 is not UTF-8
+        handle.write('{"question": "Café?", "cot": "Why.", "response": "B"}\n'.encode("latin-1"))
     rejects = Rejects("skip", tmp_path / "rejects.jsonl")
     records = [record for _, record in read_traces(path, rejects)]
-    assert [r.prompt for r in records] == ["Good question here?"]
-    lines = (tmp_path / "rejects.jsonl").read_text().splitlines()
-    assert rejects.count == 2 and len(lines) == 2
-    assert '"position": "line 2"' in lines[0] and '"field": "prompt"' in lines[1]
+    assert [r.prompt for r in records] == ["Good question here?", "Last one?"]  # the run goes on past bad lines
+    rows = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert rejects.count == 3 and [(r["position"], r["field"]) for r in rows] == [
+        ("line 2", None), ("line 3", "question"), ("line 5", None)
+    ]
+    assert "is not UTF-8" in rows[2]["problem"] and "Caf\ufffd?" in rows[2]["raw"]
     with pytest.raises(RecordError, match="line 2"):
         list(read_traces(path, Rejects("raise")))
+
+
+def test_read_traces_refuses_an_empty_file_even_when_skipping(tmp_path) -> None:
+    path = write_lines(tmp_path / "empty.jsonl", ["", "  "])
+    with pytest.raises(RecordError, match="empty.jsonl: the file holds no records"):
+        list(read_traces(path, Rejects("skip", tmp_path / "rejects.jsonl")))
 
 
 @pytest.mark.parametrize(("waits", "kept"), [(47, True), (48, False)])

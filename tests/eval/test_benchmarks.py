@@ -96,8 +96,8 @@ def test_register_rejects_duplicates_unless_overwrite():
         ({**GOOD, "options": {"A": "Thyroid", "B": ""}}, "options", "option 'B' has no text"),
         ({**GOOD, "answer": "E"}, "answer", "'E' is not one of the options ['A', 'B']"),
         ({**GOOD, "answer": None}, "answer", "is not one of the options"),
-        ({**GOOD, "question": "  "}, "question", "missing or empty"),
-        ({k: v for k, v in GOOD.items() if k != "question"}, "question", "missing or empty"),
+        ({**GOOD, "question": "  "}, "question", "must be a non-empty string"),
+        ({k: v for k, v in GOOD.items() if k != "question"}, "question", "must be a non-empty string"),
         ({**GOOD, "id": ["x"]}, "id", "string or integer id"),
         ({**GOOD, "id": "q0"}, "id", "duplicate id 'q0'"),
     ],
@@ -138,7 +138,7 @@ def test_unreadable_record_files_are_errors_naming_the_file(tmp_path):
         load_records(Benchmark("bad", "Bad", path=str(not_gzip)))
     latin1 = tmp_path / "set.jsonl"
     latin1.write_bytes(json.dumps({**GOOD, "question": "Ménière?"}, ensure_ascii=False).encode("latin-1"))
-    with pytest.raises(ValueError, match=f"{latin1} cannot be read as a .jsonl file \\(UnicodeDecodeError"):
+    with pytest.raises(ValueError, match=f"{latin1}, line 1: byte 0xe9 at column 28 is not UTF-8"):
         load_records(Benchmark("bad", "Bad", path=str(latin1)))
     not_parquet = tmp_path / "set.parquet"
     not_parquet.write_text("nope")

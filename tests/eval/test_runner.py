@@ -130,11 +130,16 @@ def test_interrupted_run_resumes_and_torn_lines_are_regenerated(data_dir, tmp_pa
         evaluate(engine=engine, **run)
     cache_file = tmp_path / "generations" / "scripted" / "medqa.jsonl"
     assert len(cache_file.read_text().splitlines()) == 2  # the first chunk survived the crash
+    torn = '{"model": "scripted", "benchmark": "medqa", "id": "medqa-test-0000'
     with cache_file.open("a") as handle:
-        handle.write('{"model": "scripted", "benchmark": "medqa", "id": "medqa-test-0000')  # a torn write
+        handle.write(torn)  # a kill mid-write: no newline
     resumed = scripted_engine(lambda prompt, index: "\\boxed{B}")
     evaluate(engine=resumed, **run)
     assert len(resumed.prompts) == 3
+    assert cache_file.read_text().splitlines()[2] == torn  # the next entry starts on a line of its own
+    again = scripted_engine(lambda prompt, index: "\\boxed{B}")
+    evaluate(engine=again, **run)
+    assert again.prompts == []  # nothing regenerated: every item is cached
 
 
 def test_editing_the_prompt_regenerates(data_dir, tmp_path, scripted_engine):

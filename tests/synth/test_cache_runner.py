@@ -54,8 +54,8 @@ def test_cache_round_trip_and_torn_last_line(tmp_path):
     path = tmp_path / "c.jsonl"
     cache = CallCache(path)
     cache.put("a", [Completion("one"), Completion("two", finish_reason="length")])
-    with path.open("a") as handle:
-        handle.write('{"key": "b", "completions": [{"te')  # a write cut short by a kill
+    with path.open("ab") as handle:  # a write cut short by a kill, mid-way through a two-byte character
+        handle.write('{"key": "b", "completions": [{"text": "café'.encode()[:-1])
     reloaded = CallCache(path)
     assert [c.text for c in reloaded.get("a")] == ["one", "two"] and reloaded.get("a")[1].truncated
     assert reloaded.get("b") is None

@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from medreason.stage_context import StageStateError
 from medreason.testing import tiny_records
 from medreason.trainers import CurriculumSFTConfig, CurriculumSFTTrainer, SFTStage
+from medreason.utils.jsonl import RecordError
 
 CPU = dict(use_cpu=True, bf16=False, report_to="none", disable_tqdm=True, activation_checkpointing=False, seed=7)
 
@@ -148,6 +149,17 @@ def test_global_batch_size_sets_gradient_accumulation(tmp_path, tiny_model_dir):
     config.stages[0].global_batch_size = 7
     with pytest.raises(ValueError, match="stage .a.: global_batch_size=7 is not a multiple"):
         trainer.build_stage_trainer(config.stages[0])
+
+
+def test_every_stages_records_are_checked_before_the_model_loads(tmp_path):
+    good = {"question": "TSH low, T4 high?", "cot": "Excess hormone.", "response": "Hyperthyroidism"}
+    records = [{**good, "department": "A"}] * 3 + [{**good, "department": "B", "response": ""}]
+    config = make_config(tmp_path, stages=[{"name": "a", "filter": {"department": "A"}},
+                                           {"name": "b", "filter": {"department": "B"}}])
+    unloadable = tmp_path / "not_a_model"  # from_pretrained would fail here, after minutes on a real model
+    unloadable.mkdir()
+    with pytest.raises(RecordError, match=r"train_dataset, index 3, field 'response': must be a non-empty string"):
+        CurriculumSFTTrainer(str(unloadable), config, train_dataset=records)
 
 
 def test_lora_curriculum_trains_the_adapter_only(tmp_path, tiny_model_dir):

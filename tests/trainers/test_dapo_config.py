@@ -7,6 +7,7 @@ from card_values import II_MEDICAL_RL
 from omegaconf import OmegaConf
 
 from medreason.trainers.dapo_config import DAPOConfig
+from medreason.utils.config_errors import FieldError
 
 CARD_YAML = Path(__file__).resolve().parents[2] / "conf" / "trainer" / "dapo.yaml"
 
@@ -41,7 +42,8 @@ def test_yaml_block_sets_only_how_the_card_is_launched(tmp_path):
         ({"use_liger_kernel": True}, "use_liger_kernel=True: DAPOConfig does not use this field"),
         ({"per_device_train_batch_size": 4}, "set train_prompt_batch_size, mini_batch_size"),
         ({"learning_rate": "fast"}, "learning_rate='fast': expected a number"),
-        ({"max_num_gen_batches": -1}, "max_num_gen_batches=-1: must be >= 0"),
+        ({"max_num_gen_batches": -1}, "max_num_gen_batches=-1: must be >= 1"),
+        ({"max_num_gen_batches": 0}, r"max_num_gen_batches=0: must be >= 1 \(card: 10\); null means no limit"),
         ({"loss_agg_mode": "mean"}, "loss_agg_mode"),
         ({"clip_ratio_c": 1.0}, "clip_ratio_c"),
         ({"overlong_buffer_length": 12288}, "overlong_buffer_length"),
@@ -55,3 +57,10 @@ def test_yaml_block_sets_only_how_the_card_is_launched(tmp_path):
 def test_invalid_settings_name_the_field(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         DAPOConfig(output_dir=str(tmp_path), use_cpu=True, **overrides)
+
+
+def test_max_num_gen_batches_is_unlimited_only_when_null(tmp_path):
+    assert DAPOConfig(output_dir=str(tmp_path), use_cpu=True, max_num_gen_batches=None).max_num_gen_batches is None
+    with pytest.raises(FieldError) as error:
+        DAPOConfig(output_dir=str(tmp_path), use_cpu=True, max_num_gen_batches=0)
+    assert error.value.field == "max_num_gen_batches"

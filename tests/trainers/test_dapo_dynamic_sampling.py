@@ -47,7 +47,7 @@ def test_filter_raises_a_clear_error_after_max_num_gen_batches():
 
 
 def test_filter_without_limit_keeps_going():
-    groups = GroupFilter(target_groups=1, max_num_gen_batches=0)
+    groups = GroupFilter(target_groups=1, max_num_gen_batches=None)
     for _ in range(50):
         groups.add(["x"], torch.tensor([False]))
     assert not groups.full
@@ -63,8 +63,9 @@ def test_disabled_filter_keeps_constant_groups():
 def test_filter_rejects_bad_settings():
     with pytest.raises(ValueError):
         GroupFilter(target_groups=0)
-    with pytest.raises(ValueError):
-        GroupFilter(target_groups=1, max_num_gen_batches=-1)
+    for limit in (0, -1):  # 0 once meant "no limit": only None does
+        with pytest.raises(ValueError, match="None = no limit"):
+            GroupFilter(target_groups=1, max_num_gen_batches=limit)
     with pytest.raises(RuntimeError, match="pop_batch"):
         GroupFilter(target_groups=1).pop_batch()
 

@@ -58,6 +58,7 @@ def test_chosen_rejected_margin_grows_with_training(tmp_path, tiny_model_dir):
         ({"prompt": "Q", "chosen": " same ", "rejected": "same"}, "rejected", "identical to 'chosen'"),
         ({"chosen": "A", "rejected": "B"}, "prompt", "needs one of"),
         ({"prompt": [], "chosen": "A", "rejected": "B"}, "prompt", "non-empty"),
+        ({"prompt": [{"role": "doctor", "content": "Q"}], "chosen": "A", "rejected": "B"}, "prompt", "role 'doctor'"),
     ],
 )
 def test_bad_preference_records_name_the_record_and_field(tmp_path, tiny_model_dir, record, field, fragment):
