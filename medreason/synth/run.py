@@ -144,6 +144,7 @@ def run_pipeline(cfg: SynthPlan | DictConfig | Mapping[str, Any]) -> dict[str, A
     """
     plan = cfg if isinstance(cfg, SynthPlan) else plan_pipeline(cfg)
     data, output = plan.data, plan.output
+    inputs = _load_inputs(plan)  # a bad input fails here, before the output folder is touched
     output.mkdir(parents=True, exist_ok=True)
     clear_manifest(output)
     runner = SynthRunner(
@@ -153,7 +154,7 @@ def run_pipeline(cfg: SynthPlan | DictConfig | Mapping[str, Any]) -> dict[str, A
     started = time.time()
     try:
         roles = {name: build_role(name, role, pool) for name, role in plan.roles.items()}
-        summary = _dispatch(plan, roles, runner)
+        summary = _dispatch(plan, inputs, roles, runner)
     finally:
         pool.close()
     report = write_report(runner, plan.pipeline, summary)
@@ -189,13 +190,18 @@ def _settings(cls: type, settings: Mapping[str, Any]) -> Any:
         raise ConfigError(f"settings: {error}") from None
 
 
-def _dispatch(plan: SynthPlan, roles: dict[str, Role], runner: SynthRunner) -> dict[str, Any]:
-    """Load the pipeline's inputs and run it; engines start on first use."""
+def _load_inputs(plan: SynthPlan) -> list[Any]:
+    """The pipeline's inputs, every record checked: texts (finemed) or multiple-choice questions."""
     data, limit = plan.data, plan.data.get("limit")
     if plan.pipeline == "finemed":
-        texts = load_texts(plan.source, data.get("text_field", "text"), limit)
-        return run_finemed(texts, roles, runner, plan.settings)
-    questions = load_mcq(plan.source, data.get("columns"), limit, data.get("split", "train"))
+        return load_texts(plan.source, data.get("text_field", "text"), limit)
+    return load_mcq(plan.source, data.get("columns"), limit, data.get("split", "train"))
+
+
+def _dispatch(plan: SynthPlan, inputs: list[Any], roles: dict[str, Role], runner: SynthRunner) -> dict[str, Any]:
+    """Run the pipeline on its loaded inputs; engines start on first use."""
+    if plan.pipeline == "finemed":
+        return run_finemed(inputs, roles, runner, plan.settings)
     if plan.pipeline == "reasonmed":
-        return run_reasonmed(questions, roles, runner, plan.settings)
-    return run_traces(questions, roles, runner, plan.settings)
+        return run_reasonmed(inputs, roles, runner, plan.settings)
+    return run_traces(inputs, roles, runner, plan.settings)

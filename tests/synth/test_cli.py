@@ -1,5 +1,6 @@
 """The command line: kill a running job and rerun it (no call is repeated), and the config groups."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -120,3 +121,20 @@ def test_role_defaults_sampling_reaches_the_single_role_of_ii_medical_traces():
                           "role_defaults.sampling.max_tokens=77"])
     sampling = plan_pipeline(cfg).roles["generator"]["sampling"]
     assert sampling["max_tokens"] == 77 and (sampling["temperature"], sampling["top_p"]) == (0.6, 0.9)
+
+
+def test_a_bad_input_leaves_an_earlier_runs_manifest_alone(tmp_path):
+    from medreason.synth.run import run_pipeline
+    from medreason.testing.openai_server import FakeLLMServer
+    from medreason.utils.jsonl import RecordError
+
+    good, bad, output = tmp_path / "good.jsonl", tmp_path / "bad.jsonl", tmp_path / "out"
+    good.write_text('{"id": "1", "question": "Which gland?", "options": {"A": "Thyroid", "B": "Adrenal"}, "answer": "A"}\n')
+    bad.write_text("")
+    with FakeLLMServer(lambda body, index: "<think>TSH</think>\\boxed{A}") as server:
+        common = ["+pipeline=ii_medical_traces", f"output={output}", "model=m", f"base_url={server.base_url}",
+                  "progress=false"]
+        run_pipeline(compose_config([f"input={good}", *common]))
+        with pytest.raises(RecordError, match="the file holds no records"):
+            run_pipeline(compose_config([f"input={bad}", *common]))
+    assert json.loads((output / "manifest.json").read_text())["completed"] is True
