@@ -41,7 +41,7 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     assert curation["dropped"] and curation["kept"] < curation["input"]  # benchmark copies removed
     sft_all = summary["sft_all"]["metrics"]
     assert sft_all["num_eval_records"] + sft_all["num_train_records"] == curation["kept"]
-    assert len(sft_all["eval_losses"]) == 32
+    assert len(sft_all["eval_losses"]) == 40
     assert sft_all["eval_losses"][-1] < sft_all["eval_losses"][0]
     assert 0 < summary["sft_endocrinology"]["metrics"]["num_train_records"] < curation["kept"]
     assert summary["dpo"]["started_from"] == str(tmp_path / "sft_endocrinology" / "final")
