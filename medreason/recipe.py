@@ -170,10 +170,16 @@ def unset_values(cfg: DictConfig) -> list[str]:
     ['model.name_or_path', 'stages.sft.data.path']
     """
     selected = set(selected_stages(cfg))
+    reads = {name: set(INTERPOLATED_ROOT.findall(OmegaConf.to_yaml(cfg.stages[name]))) for name in stage_names(cfg)}
     unset = []
     for key in _missing_keys(cfg, ""):
         parts = key.split(".")
-        if parts[0] != "stages" or parts[1] in selected:
+        if parts[0] == "stages":
+            needed = parts[1] in selected
+        else:  # a top-level value: needed unless only stages that do not run read it
+            readers = {name for name, keys in reads.items() if parts[0] in keys}
+            needed = not readers or bool(readers & selected)
+        if needed:
             unset.append(key)
     for name in selected_stages(cfg):
         data = cfg.stages[name].get("data")

@@ -180,6 +180,12 @@ def test_a_dry_run_lists_every_value_to_set_and_a_real_run_refuses_them_all(tmp_
     out = capsys.readouterr().out.splitlines()
     assert out[-4:] == ["# to set: stages.o1_sft.data.path=...", "# to set: stages.dpo.data.path=...",
                         "# to set: finemed_path=...", "# 3 values to set: the config is valid otherwise"]
+    # finemed_path feeds the SFT stages only: a run of the DPO stage alone does not ask for it
+    monkeypatch.setattr(sys, "argv", ["medreason.train", "+recipe=finemedlm_o1", "dry_run=true", "stage=dpo",
+                                      f"output_dir={tmp_path}"])
+    train.main()
+    assert capsys.readouterr().out.splitlines()[-2:] == ["# to set: stages.dpo.data.path=...",
+                                                         "# 1 value to set: the config is valid otherwise"]
     # DPO with neither built-in data nor a path: named before anything runs
     monkeypatch.setattr(sys, "argv", ["medreason.train", "+recipe=tiny", "stages.dpo.data.builtin=null",
                                       f"output_dir={tmp_path}"])
