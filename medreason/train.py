@@ -69,19 +69,22 @@ def run(cfg: DictConfig) -> dict[str, Path]:
             print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
         return {name: Path(marker["final_dir"]) for name, marker in markers.items()}
     if not state.is_main_process:
-        return _run_stages(cfg, configs, output_dir, state)
+        return _run_stages(cfg, configs, output_dir, state, kinds)
     with run_lock(output_dir), logging_to_file(output_dir / "train.log"):
         saved = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
         if HydraConfig.initialized():
             overrides = redact_secrets(list(HydraConfig.get().overrides.task))
             (output_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
-        return _run_stages(cfg, configs, output_dir, state)
+        return _run_stages(cfg, configs, output_dir, state, kinds)
 
 
-def _run_stages(cfg: DictConfig, configs: dict, output_dir: Path, state: PartialState) -> dict[str, Path]:
-    """Train the selected stages in order into ``output_dir`` (whose lock the main process holds)."""
-    names = stage_names(cfg)
+def _run_stages(
+    cfg: DictConfig, configs: dict, output_dir: Path, state: PartialState, kinds: dict[str, str]
+) -> dict[str, Path]:
+    """Train the selected stages in order into ``output_dir`` (whose lock the main process holds);
+    ``kinds`` maps every stage of the recipe, in order, to its kind."""
+    names = list(kinds)
     model_path = _base_model_path(cfg, output_dir, state)
 
     finals: dict[str, Path] = {}
@@ -115,7 +118,6 @@ def _run_stages(cfg: DictConfig, configs: dict, output_dir: Path, state: Partial
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
         write_summary(output_dir, names, starts, seconds)
-        kinds = {name: cfg.stages[name].kind for name in names}
         print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
     return finals
 
