@@ -1,6 +1,9 @@
 """Generation through an OpenAI-compatible HTTP server (``vllm serve``, SGLang, TGI, a hosted API).
 
-Requests run concurrently on an asyncio loop with at most ``max_concurrency`` in flight. 429s,
+Requests run concurrently with at most ``max_concurrency`` in flight per :meth:`OpenAIEngine.generate`
+call, on one event loop and one pooled ``httpx.AsyncClient`` that the engine keeps for its lifetime
+(:class:`~medreason.engines.http_loop.LoopThread`), so threads calling ``generate`` at once (the
+synthesis runner, the judge rewards) share connections instead of each building a client. 429s,
 5xx errors, timeouts and dropped connections are retried with exponential back-off and full jitter
 (``uniform(0, min(backoff_max, backoff_base * 2**attempt))``, or the server's ``Retry-After``);
 other 4xx errors fail at once with the server's message. Chat prompts go to ``/chat/completions``,
@@ -10,35 +13,24 @@ text prompts to ``/completions`` (``endpoint="auto"``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import random
 import ssl
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import certifi
 import httpx
 
 from medreason.data.chat_templates import THINK_CLOSE, THINK_OPEN
 from medreason.engines.base import Completion, GenerationEngine, Prompt, SamplingParams
+from medreason.engines.http_loop import LoopThread
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-T = TypeVar("T")
 _RETRY_STATUS = {408, 409, 425, 429}
 _ENDPOINTS = ("auto", "chat", "completions")
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` to completion, also from inside a running loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 class OpenAIEngine(GenerationEngine):
@@ -97,29 +89,43 @@ class OpenAIEngine(GenerationEngine):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.extra_body = dict(extra_body or {})
-        # Each generate() call runs its own event loop and so its own httpx client; building the TLS
-        # context once saves ~50 ms of CPU per call, which otherwise caps throughput at high concurrency.
-        self._ssl_context = ssl.create_default_context(cafile=certifi.where())
+        self._loop = LoopThread(self._make_client, name=f"openai-{self.model_name}")
+
+    def _make_client(self) -> httpx.AsyncClient:
+        # Called once per engine (on its loop thread): building a client and its TLS context costs
+        # ~50 ms of CPU, which per request capped throughput at 64 in flight. The pool is not capped
+        # by max_concurrency, because that bound is per generate() call and several threads may call.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(64, self.max_concurrency))
+        return httpx.AsyncClient(
+            timeout=self.timeout,
+            limits=limits,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            verify=ssl.create_default_context(cafile=certifi.where()),
+        )
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
-        """Return ``sampling.n`` completions per prompt, in prompt order (requests run concurrently)."""
-        return _run(self._generate_all(list(prompts), sampling))
+        """Return ``sampling.n`` completions per prompt, in prompt order (requests run concurrently).
 
-    async def _generate_all(self, prompts: list[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
+        Safe to call from several threads at once and from inside a running event loop (Jupyter):
+        the requests run on the engine's own loop thread.
+        """
+        return self._loop.run(lambda client: self.agenerate(list(prompts), sampling, client))
+
+    async def agenerate(
+        self, prompts: Sequence[Prompt], sampling: SamplingParams, client: httpx.AsyncClient
+    ) -> list[list[Completion]]:
+        """The coroutine behind :meth:`generate`: the requests for ``prompts`` through ``client``."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        limits = httpx.Limits(
-            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-        )
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        async with httpx.AsyncClient(
-            timeout=self.timeout, limits=limits, headers=headers, verify=self._ssl_context
-        ) as client:
 
-            async def one(prompt: Prompt) -> list[Completion]:
-                async with semaphore:
-                    return await self._request(client, prompt, sampling)
+        async def one(prompt: Prompt) -> list[Completion]:
+            async with semaphore:
+                return await self._request(client, prompt, sampling)
 
-            return list(await asyncio.gather(*(one(prompt) for prompt in prompts)))
+        return list(await asyncio.gather(*(one(prompt) for prompt in prompts)))
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the engine's loop thread (a later call starts them again)."""
+        self._loop.close()
 
     def _payload(self, prompt: Prompt, sampling: SamplingParams) -> tuple[str, dict[str, Any]]:
         chat = self.endpoint == "chat" or (self.endpoint == "auto" and not isinstance(prompt, str))
