@@ -4,7 +4,9 @@ Every request goes the full production path: :class:`~medreason.synth.runner.Syn
 lookup, thread pool, append + flush of each answer to the JSONL cache, strict parsing) →
 :class:`~medreason.engines.openai_engine.OpenAIEngine` (httpx) → :class:`~medreason.testing.openai_server.FakeLLMServer`
 (started as a separate process on 127.0.0.1), which sleeps ``--latency`` seconds per request. The ideal is ``concurrency / latency`` requests/s
-(320/s at 64 × 200 ms); the efficiency column is the measured share of it.
+(320/s at 64 × 200 ms); the efficiency column is the measured share of it. The client's CPU time
+per request (this process: client, runner and cache writes) is reported too: on a shared machine
+it varies far less than the rates, and it is what caps the rate once the CPU is the bottleneck.
 
 The baseline, measured in the same run against the same server, is a *bare* async httpx client:
 one event loop, one ``httpx.AsyncClient``, ``concurrency`` requests in flight, nothing else. Our
@@ -137,9 +139,12 @@ def main() -> None:
             ideal = concurrency / args.latency
             # modes alternate within each repeat, so a busy machine slows each alike; medians are reported
             rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+            cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
             for _ in range(args.repeats):
                 for mode in MODES:
+                    cpu_started = time.process_time()
                     rates[mode].append(measure_mode(mode, base_url, concurrency, args.workers, requests))
+                    cpu[mode].append((time.process_time() - cpu_started) / requests * 1000)
             bare = statistics.median(rates["bare-httpx"])
             for mode in MODES:
                 workers, batch_size = layout(mode, concurrency, args.workers)
@@ -155,6 +160,7 @@ def main() -> None:
                         "ideal_per_s": round(ideal, 1),
                         "efficiency": round(rate / ideal, 3),
                         "vs_bare": round(rate / bare, 3),
+                        "client_cpu_ms_per_request": round(statistics.median(cpu[mode]), 2),
                     }
                 )
     finally:
@@ -162,13 +168,13 @@ def main() -> None:
         server.wait()
     print(
         f"{'mode':>12} {'in flight':>9} {'workers':>7} {'batch':>5} {'requests':>8} {'req/s':>8} {'ideal':>7} "
-        f"{'eff.':>6} {'vs bare':>7}"
+        f"{'eff.':>6} {'vs bare':>7} {'cpu ms/req':>10}"
     )
     for row in rows:
         print(
             f"{row['mode']:>12} {row['concurrency']:>9} {row['workers']:>7} {row['batch_size']:>5} "
             f"{row['requests']:>8} {row['requests_per_s']:>8} {row['ideal_per_s']:>7} {row['efficiency']:>6.1%} "
-            f"{row['vs_bare']:>7.2f}"
+            f"{row['vs_bare']:>7.2f} {row['client_cpu_ms_per_request']:>10}"
         )
     print(json.dumps(rows))
 

@@ -1,23 +1,81 @@
-"""One event loop on a daemon thread, holding one async HTTP client, that any thread can run coroutines on.
+"""One event loop on a daemon thread, holding async HTTP clients, that any thread can run coroutines on.
 
 Why not ``asyncio.run`` per call: each call then builds a new loop and a new ``httpx.AsyncClient``
 (connection pool, TLS context), and with 64 threads calling at once the per-call set-up, and the
 import-lock contention of httpcore's per-loop async-library detection across threads, cost ~40% of
-the throughput of a bare async client (``benchmarks/synth_concurrency.py``). One loop and one client
-per engine make every call a cheap submission; the connection pool is reused across calls.
+the throughput of a bare async client (``benchmarks/synth_concurrency.py``). One loop per engine
+makes every call a cheap submission, and its connections are reused across calls.
+
+Why several clients (:class:`ClientShards`) rather than one: httpcore's connection pool scans every
+connection for every queued request each time a request starts or ends
+(``AsyncConnectionPool._assign_requests_to_connections``), so its CPU cost per request grows with
+the connections in the pool; a profile of one client at 64 in flight spends most of its time in
+``is_idle`` checks. Spreading requests over pools of ~8 connections keeps that scan short.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 C = TypeVar("C")
+
+
+class AsyncClosable(Protocol):
+    """A client with an async ``aclose()`` (``httpx.AsyncClient``)."""
+
+    async def aclose(self) -> None: ...
+
+
+A = TypeVar("A", bound=AsyncClosable)
+
+
+class ClientShards(Generic[A]):
+    """Several clients used by one event loop; each request leases the one with the fewest in flight.
+
+    Args:
+        make_client: Builds one client (a pool of at most ~``per_shard`` busy connections).
+        connections: Connections expected in flight at once; ``ceil(connections / per_shard)`` clients are built.
+        per_shard: Target connections per client (8: short pool scans, few enough clients to build).
+
+    >>> import asyncio
+    >>> class Client:
+    ...     async def aclose(self): pass
+    >>> shards = ClientShards(Client, connections=20)
+    >>> len(shards.clients)
+    3
+    >>> async def use():
+    ...     async with shards.lease() as first, shards.lease() as second:
+    ...         return first is not second
+    >>> asyncio.run(use())
+    True
+    """
+
+    def __init__(self, make_client: Callable[[], A], connections: int, per_shard: int = 8):
+        self.clients = [make_client() for _ in range(max(1, math.ceil(connections / per_shard)))]
+        self._busy = [0] * len(self.clients)
+
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator[A]:
+        """The least busy client, counted busy until the block ends (call on the loop thread only)."""
+        index = min(range(len(self.clients)), key=self._busy.__getitem__)
+        self._busy[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            self._busy[index] -= 1
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        for client in self.clients:
+            await client.aclose()
 
 
 def _stop(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,9 +1,9 @@
 """Generation through an OpenAI-compatible HTTP server (``vllm serve``, SGLang, TGI, a hosted API).
 
 Requests run concurrently with at most ``max_concurrency`` in flight per :meth:`OpenAIEngine.generate`
-call, on one event loop and one pooled ``httpx.AsyncClient`` that the engine keeps for its lifetime
-(:class:`~medreason.engines.http_loop.LoopThread`), so threads calling ``generate`` at once (the
-synthesis runner, the judge rewards) share connections instead of each building a client. 429s,
+call, on one event loop and a few pooled ``httpx.AsyncClient`` s that the engine keeps for its
+lifetime (:mod:`medreason.engines.http_loop`), so threads calling ``generate`` at once (the synthesis
+runner, the judges) share connections instead of each building a client. 429s,
 5xx errors, timeouts and dropped connections are retried with exponential back-off and full jitter
 (``uniform(0, min(backoff_max, backoff_base * 2**attempt))``, or the server's ``Retry-After``);
 other 4xx errors fail at once with the server's message. Chat prompts go to ``/chat/completions``,
@@ -24,7 +24,7 @@ import httpx
 
 from medreason.data.chat_templates import THINK_CLOSE, THINK_OPEN
 from medreason.engines.base import Completion, GenerationEngine, Prompt, SamplingParams
-from medreason.engines.http_loop import LoopThread
+from medreason.engines.http_loop import ClientShards, LoopThread
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -91,16 +91,16 @@ class OpenAIEngine(GenerationEngine):
         self.extra_body = dict(extra_body or {})
         self._loop = LoopThread(self._make_client, name=f"openai-{self.model_name}")
 
-    def _make_client(self) -> httpx.AsyncClient:
-        # Called once per engine (on its loop thread): building a client and its TLS context costs
-        # ~50 ms of CPU, which per request capped throughput at 64 in flight. The pool is not capped
-        # by max_concurrency, because that bound is per generate() call and several threads may call.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(64, self.max_concurrency))
-        return httpx.AsyncClient(
-            timeout=self.timeout,
-            limits=limits,
-            headers={"Authorization": f"Bearer {self.api_key}"},
-            verify=ssl.create_default_context(cafile=certifi.where()),
+    def _make_client(self) -> ClientShards[httpx.AsyncClient]:
+        # Called once per engine (on its loop thread): building clients and a TLS context costs ~50 ms
+        # of CPU, which per request capped throughput at 64 in flight. Pools are not capped by
+        # max_concurrency, because that bound is per generate() call and several threads may call.
+        verify = ssl.create_default_context(cafile=certifi.where())
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=16)
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        return ClientShards(
+            lambda: httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=headers, verify=verify),
+            connections=max(64, self.max_concurrency),
         )
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
@@ -112,13 +112,13 @@ class OpenAIEngine(GenerationEngine):
         return self._loop.run(lambda client: self.agenerate(list(prompts), sampling, client))
 
     async def agenerate(
-        self, prompts: Sequence[Prompt], sampling: SamplingParams, client: httpx.AsyncClient
+        self, prompts: Sequence[Prompt], sampling: SamplingParams, clients: ClientShards[httpx.AsyncClient]
     ) -> list[list[Completion]]:
-        """The coroutine behind :meth:`generate`: the requests for ``prompts`` through ``client``."""
+        """The coroutine behind :meth:`generate`: the requests for ``prompts`` through ``clients``."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def one(prompt: Prompt) -> list[Completion]:
-            async with semaphore:
+            async with semaphore, clients.lease() as client:
                 return await self._request(client, prompt, sampling)
 
         return list(await asyncio.gather(*(one(prompt) for prompt in prompts)))

@@ -1,0 +1,253 @@
+"""Judge-model calls shared by rubric evaluation and the judge rewards: batched, cached, retried, audited.
+
+:class:`JudgeCalls` sends judge prompts through any :class:`~medreason.engines.GenerationEngine`
+(an OpenAI-compatible server, vLLM, transformers) in chunks of ``chunk_size`` prompts per
+``generate`` call (the engine runs a chunk's requests concurrently), parses each answer, and retries
+an unparsable one up to ``max_attempts`` times in all (with a new seed, and at temperature 1.0 when
+the first try was greedy, since a greedy judge would only repeat itself). A judge that still gives no
+verdict, or whose engine fails, yields a :class:`JudgeOutcome` with ``verdict=None`` and the reason:
+the caller records it as a failure, never as "not met".
+
+Parsed verdicts are appended to a JSONL cache (flushed and synced per chunk, keyed by judge model,
+prompt and sampling settings) with the judge's raw answers, so a killed run repeats no judge call
+that had finished, and every verdict can be audited. Failures are not cached: a rerun asks again.
+
+:func:`grade_rubrics` is HealthBench's grading (one call per criterion) on top of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from medreason.engines import GenerationEngine, SamplingParams, build_engine
+from medreason.tasks.judge_prompts import JudgeVerdict, parse_rubric_verdict, rubric_judge_prompt
+from medreason.tasks.rubric import RubricItem
+from medreason.utils.jsonl import JsonlLog
+from medreason.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+__all__ = ["JudgeCalls", "JudgeOutcome", "RubricGrade", "build_judge_engine", "final_answer", "grade_rubrics"]
+
+Messages = list[dict[str, str]]
+Parser = Callable[[str], JudgeVerdict | None]
+
+JUDGE_SAMPLING = SamplingParams(temperature=0.0, max_tokens=1024, seed=0)
+"""Greedy judging: the same answer always gets the same verdict (HealthBench's GPT-4.1 grader is
+sampled at the API default; pass ``sampling=`` to match that)."""
+
+
+def final_answer(text: str) -> str:
+    """The part of a response after its reasoning (``</think>``), which is what judges grade.
+
+    >>> final_answer("<think>\\nmaybe croup\\n</think>\\n\\nSee a doctor today.")
+    'See a doctor today.'
+    """
+    return text.rsplit("</think>", 1)[1].strip() if "</think>" in text else text.strip()
+
+
+def build_judge_engine(settings: GenerationEngine | Mapping[str, Any], key: str = "judge") -> GenerationEngine:
+    """An engine from ``{"backend": "openai", "model": ..., "base_url": ..., **engine kwargs}`` (or the engine itself).
+
+    Raises:
+        ValueError: no ``model``, naming ``key``.
+    """
+    if isinstance(settings, GenerationEngine):
+        return settings
+    options = dict(settings)
+    backend = str(options.pop("backend", "openai"))
+    model = options.pop("model", None)
+    if not model or model == "???":
+        raise ValueError(
+            f"{key}.model is not set: name the judge model, e.g. {key}.model=gpt-4.1 {key}.base_url=https://api.openai.com/v1."
+        )
+    return build_engine(backend, model=str(model), **options)
+
+
+@dataclass
+class JudgeOutcome:
+    """One judge prompt's result.
+
+    Args:
+        verdict: The parsed verdict, or ``None`` when the judge failed.
+        raw: Every answer the judge gave (one per attempt), for audit.
+        cached: Whether the verdict came from the cache (no call made).
+        error: Why there is no verdict (unparsable answers, engine error, budget spent).
+    """
+
+    verdict: JudgeVerdict | None
+    raw: list[str] = field(default_factory=list)
+    cached: bool = False
+    error: str | None = None
+
+
+class JudgeCalls:
+    """Batched, cached, retried calls to a judge model.
+
+    Args:
+        engine: The judge.
+        cache_path: JSONL file holding parsed verdicts (``None``: no cache).
+        sampling: Judge sampling settings (``n`` is forced to 1).
+        max_attempts: Tries per prompt while the answer is unparsable (>= 1).
+        chunk_size: Prompts per ``engine.generate`` call; the cache is written after each.
+
+    >>> from medreason.tasks.judge_prompts import parse_score_verdict
+    >>> from medreason.testing.openai_server import FakeLLMServer
+    >>> with FakeLLMServer(lambda body, index: '{"score": 0.5}') as server:
+    ...     judge = JudgeCalls(build_judge_engine({"model": "judge", "base_url": server.base_url}))
+    ...     [outcome.verdict.value for outcome in judge.run([[{"role": "user", "content": "?"}]], parse_score_verdict)]
+    [0.5]
+    """
+
+    def __init__(
+        self,
+        engine: GenerationEngine,
+        cache_path: str | os.PathLike | None = None,
+        sampling: SamplingParams = JUDGE_SAMPLING,
+        max_attempts: int = 3,
+        chunk_size: int = 256,
+    ):
+        if max_attempts < 1 or chunk_size < 1:
+            raise ValueError(f"JudgeCalls needs max_attempts >= 1 and chunk_size >= 1, got {max_attempts} and {chunk_size}.")
+        self.engine = engine
+        self.sampling = replace(sampling, n=1)
+        self.max_attempts = max_attempts
+        self.chunk_size = chunk_size
+        self.calls = 0
+        """Judge requests sent so far (cache hits not counted)."""
+        self._lock = threading.Lock()
+        self._log = JsonlLog(Path(cache_path), fsync=True) if cache_path is not None else None
+        self._cache: dict[str, dict[str, Any]] = {}
+        if self._log is not None:
+            for entry in self._log.read(lambda entry: entry):
+                if isinstance(entry, dict) and "key" in entry and "value" in entry:
+                    self._cache[entry["key"]] = entry
+
+    def _key(self, prompt: Messages, kind: str) -> str:
+        text = json.dumps([self.engine.model_name, kind, prompt, self.sampling.cache_key()], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def _attempt_sampling(self, attempt: int) -> SamplingParams:
+        if attempt == 0:
+            return self.sampling
+        seed = (self.sampling.seed or 0) + attempt
+        return replace(self.sampling, seed=seed, temperature=self.sampling.temperature or 1.0)
+
+    def run(self, prompts: Sequence[Messages], parse: Parser, budget: int | None = None) -> list[JudgeOutcome]:
+        """One outcome per prompt, in order; identical prompts are asked once.
+
+        Args:
+            prompts: Judge prompts as chat messages.
+            parse: Reads a verdict from an answer (``None`` = unparsable, ask again).
+            budget: Most new judge prompts to send in this call (cache hits are free); the rest get
+                ``verdict=None`` with ``error="judge budget spent"``.
+        """
+        kind = getattr(parse, "__name__", "parse")
+        keys = [self._key(list(prompt), kind) for prompt in prompts]
+        outcomes: dict[str, JudgeOutcome] = {}
+        todo: dict[str, Messages] = {}
+        for key, prompt in zip(keys, prompts, strict=True):
+            if key in outcomes or key in todo:
+                continue
+            entry = self._cache.get(key)
+            if entry is not None:
+                outcomes[key] = JudgeOutcome(JudgeVerdict(entry["value"], entry.get("explanation", "")), entry.get("raw", []), True)
+            elif budget is not None and len(todo) >= budget:
+                outcomes[key] = JudgeOutcome(None, error="judge budget spent")
+            else:
+                todo[key] = list(prompt)
+        pending = list(todo)
+        for start in range(0, len(pending), self.chunk_size):
+            chunk = pending[start : start + self.chunk_size]
+            outcomes.update(self._ask(chunk, [todo[key] for key in chunk], parse))
+        return [outcomes[key] for key in keys]
+
+    def _ask(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
+        results = {key: JudgeOutcome(None) for key in keys}
+        waiting = list(range(len(keys)))
+        for attempt in range(self.max_attempts):
+            if not waiting:
+                break
+            try:
+                answers = self.engine.generate([prompts[i] for i in waiting], self._attempt_sampling(attempt))
+            except Exception as error:  # noqa: BLE001 - any backend error is a judge failure of these prompts
+                for i in waiting:
+                    results[keys[i]].error = f"judge engine failed: {type(error).__name__}: {error}"
+                break
+            with self._lock:
+                self.calls += len(waiting)
+            still = []
+            for i, completions in zip(waiting, answers, strict=True):
+                text = completions[0].text if completions else ""
+                outcome = results[keys[i]]
+                outcome.raw.append(text)
+                verdict = parse(text)
+                if verdict is None:
+                    outcome.error = f"no verdict in {len(outcome.raw)} judge answer(s); last: {text[:200]!r}"
+                    still.append(i)
+                else:
+                    outcome.verdict, outcome.error = verdict, None
+            waiting = still
+        self._store(results)
+        return results
+
+    def _store(self, results: dict[str, JudgeOutcome]) -> None:
+        entries = [
+            {"key": key, "model": self.engine.model_name, "value": o.verdict.value, "explanation": o.verdict.explanation, "raw": o.raw}
+            for key, o in results.items()
+            if o.verdict is not None
+        ]
+        with self._lock:
+            for entry in entries:
+                self._cache[entry["key"]] = entry
+            if self._log is not None and entries:
+                self._log.append(entries)
+
+
+@dataclass
+class RubricGrade:
+    """The judge's verdict on each rubric item for one response.
+
+    Args:
+        met: Per item: met, not met, or ``None`` when the judge failed on it.
+        outcomes: Per item: the judge outcome (raw answers, explanation, error).
+    """
+
+    met: list[bool | None]
+    outcomes: list[JudgeOutcome]
+
+    @property
+    def failed(self) -> bool:
+        """Whether the judge failed on any item (then the response has no score)."""
+        return any(verdict is None for verdict in self.met)
+
+
+def grade_rubrics(
+    judge: JudgeCalls,
+    requests: Sequence[tuple[Sequence[Mapping[str, str]], str, Sequence[RubricItem]]],
+    budget: int | None = None,
+) -> list[RubricGrade]:
+    """Grade each ``(conversation, response, rubric items)`` with one judge call per item, all batched together.
+
+    ``response`` is graded as its :func:`final_answer` (the reasoning is not shown to the judge).
+    """
+    prompts, spans = [], []
+    for conversation, response, items in requests:
+        start = len(prompts)
+        answer = final_answer(response)
+        prompts.extend(rubric_judge_prompt(conversation, answer, item) for item in items)
+        spans.append((start, len(prompts)))
+    outcomes = judge.run(prompts, parse_rubric_verdict, budget=budget)
+    grades = []
+    for start, end in spans:
+        chosen = outcomes[start:end]
+        met = [None if o.verdict is None else bool(o.verdict.value) for o in chosen]
+        grades.append(RubricGrade(met, chosen))
+    return grades
