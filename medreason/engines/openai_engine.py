@@ -13,6 +13,7 @@ text prompts to ``/completions`` (``endpoint="auto"``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import ssl
@@ -28,6 +29,8 @@ from medreason.engines.http_loop import ClientShards, LoopThread
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
+# httpx logs every request at INFO: thousands of lines per judged benchmark; keep its warnings only
+logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").level, logging.WARNING))
 
 _RETRY_STATUS = {408, 409, 425, 429}
 _ENDPOINTS = ("auto", "chat", "completions")

@@ -83,7 +83,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``python -m medreason.eval``: a model path or hub id may be given as ``model=VALUE``."""
-    sys.argv = force_add_overrides(model_override(sys.argv, config_dir()), ("sampling", "prompt", "engine", "ttt"))
+    sys.argv = force_add_overrides(model_override(sys.argv, config_dir()), ("sampling", "prompt", "engine", "ttt", "judge"))
     _main()
 
 

@@ -6,7 +6,7 @@ setting cannot drift between the CLI and a recipe stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class EvalConfig:
         chunk_size: Prompts per engine call (and per cache flush).
         ttt: Test-time training settings (``corpus_path`` + :class:`medreason.ttt.TTTConfig` fields,
             ``conf/ttt/*.yaml``): evaluate without and with TTT and report both (FineMedLM-o1).
+        judge: The judge of rubric suites (``healthbench``, ``healthbench_hard``, ``healthbench_consensus``,
+            ``tiny_rubric``): ``backend``, ``model``, ``base_url``, ``kwargs`` (engine arguments), or
+            ``builtin: keyword`` (the deterministic loopback judge of the CPU demo).
 
     >>> EvalConfig(suite="reasonmed", sampling={"temperature": 0.0, "max_tokens": 64}).sampling.max_tokens
     64
@@ -78,6 +81,14 @@ class EvalConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     chunk_size: int = 64
     ttt: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None
+
+    @property
+    def rubric_suite(self) -> bool:
+        """Whether :attr:`suite` is a rubric benchmark (graded by :attr:`judge`)."""
+        from medreason.eval.rubric_eval import RUBRIC_BENCHMARKS
+
+        return self.suite in RUBRIC_BENCHMARKS
 
     def __post_init__(self) -> None:
         self.sampling = build_checked(SamplingParams, self.sampling, "sampling")
@@ -89,6 +100,13 @@ class EvalConfig:
             raise FieldError("engine.backend", self.engine.backend, f"must be one of {ENGINE_BACKENDS}.")
         if self.builtin not in (None, *BUILTIN_BENCHMARKS):
             raise FieldError("builtin", self.builtin, f"must be null or one of {BUILTIN_BENCHMARKS}.")
+        if self.rubric_suite:
+            from medreason.eval.rubric_eval import check_judge_settings
+
+            check_judge_settings(self.judge)
+            for name in ("benchmarks", "builtin", "ttt"):
+                if getattr(self, name):
+                    raise FieldError(name, getattr(self, name), f"is not supported with the rubric suite {self.suite!r}; evaluate it in a run of its own.")
         if self.ttt:
             # imported here for speed: medreason.ttt loads torch and peft
             from medreason.ttt.config import TTTConfig
@@ -106,6 +124,13 @@ class EvalConfig:
 
         With ``builtin="tiny"`` the built-in benchmark is written into ``output_dir`` first.
         """
+        if self.rubric_suite:
+            sampling = replace(self.sampling, temperature=0.0) if self.greedy else self.sampling
+            return dict(
+                judge=dict(self.judge or {}), backend=self.engine.backend, engine_kwargs=dict(self.engine.kwargs),
+                sampling=sampling, data_dir=self.data_dir, path=self.benchmark_paths.get(str(self.suite)), limit=self.limit,
+                output_dir=output_dir, chunk_size=self.chunk_size,
+            )
         benchmarks: list[str | Benchmark] = list(self.benchmarks)
         if self.builtin == "tiny":
             path = write_tiny_benchmark(Path(output_dir))

@@ -26,7 +26,12 @@ def evaluate_and_report(
     to ``report_dir`` (default: the results' own directory). Returns the results (with TTT: the TTT
     run), the table and extra metrics."""
     metrics: dict[str, Any] = {}
-    if ttt:
+    if "judge" in evaluate_kwargs:  # a rubric suite (EvalConfig.evaluate_kwargs adds its judge)
+        from medreason.eval.rubric_eval import evaluate_rubric_suite
+
+        results = evaluate_rubric_suite(model, str(suite), **evaluate_kwargs)
+        table = results.table()
+    elif ttt:
         without, results = evaluate_from_config(model, suite, dict(ttt), **evaluate_kwargs)
         table = side_by_side_table(without, results)
         metrics = {"accuracies_without_ttt": without.accuracies, "average_without_ttt": without.average}

@@ -108,7 +108,7 @@ class EvalResults:
         ours = {b.name: b for b in self.benchmarks}
         if published is None:
             return None, [b.title for b in self.benchmarks], list(self.benchmarks)
-        names = list(SUITES[self.suite])
+        names = list(SUITES[self.suite]) if self.suite in SUITES else [self.suite]  # a rubric suite is one benchmark
         extra = [b for b in self.benchmarks if b.name not in names]
         return (
             published,

@@ -1,9 +1,11 @@
 """Rewards for RL: the registry and the built-in scorers (one per module).
 
-Importing the package registers the built-ins: ``mcq_accuracy``, ``format`` and ``overlong``.
+Importing the package registers the built-ins: ``mcq_accuracy``, ``format``, ``overlong`` and the
+judge rewards ``rubric_judge`` and ``llm_judge`` (settings in ``reward_kwargs``; see docs/dapo.md).
 """
 
 from medreason.rewards.format import format_reward
+from medreason.rewards.llm_judge import LLMJudgeReward
 from medreason.rewards.mcq_accuracy import mcq_accuracy_reward
 from medreason.rewards.overlong import overlong_penalty, overlong_reward
 from medreason.rewards.registry import (
@@ -16,11 +18,14 @@ from medreason.rewards.registry import (
     register_reward,
     reward_name,
 )
+from medreason.rewards.rubric_judge import RubricJudgeReward
 
 __all__ = [
     "AsyncReward",
+    "LLMJudgeReward",
     "Reward",
     "RewardFunc",
+    "RubricJudgeReward",
     "available_rewards",
     "combine_rewards",
     "format_reward",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.engines import GenerationEngine, SamplingParams, build_engine
+from medreason.rewards.registry import Reward
 from medreason.tasks.judge_prompts import JudgeVerdict, parse_rubric_verdict, rubric_judge_prompt
 from medreason.tasks.rubric import RubricItem
 from medreason.utils.jsonl import JsonlLog
@@ -34,7 +35,15 @@ from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["JudgeCalls", "JudgeOutcome", "RubricGrade", "build_judge_engine", "final_answer", "grade_rubrics"]
+__all__ = [
+    "JudgeCalls",
+    "JudgeOutcome",
+    "JudgedReward",
+    "RubricGrade",
+    "build_judge_engine",
+    "final_answer",
+    "grade_rubrics",
+]
 
 Messages = list[dict[str, str]]
 Parser = Callable[[str], JudgeVerdict | None]
@@ -251,3 +260,66 @@ def grade_rubrics(
         met = [None if o.verdict is None else bool(o.verdict.value) for o in chosen]
         grades.append(RubricGrade(met, chosen))
     return grades
+
+
+class JudgedReward(Reward):
+    """Base of the judge rewards: the judge's settings, its cache and a per-call budget.
+
+    Args:
+        judge: The judge: an engine, or its settings ``{"backend": "openai", "model": ..., "base_url": ...,
+            **engine kwargs}`` (the engine is built on first use, so a config error shows before training).
+        cache_dir: Folder for the verdict cache (``<cache_dir>/<reward name>.jsonl``); ``None``: no cache.
+        max_calls_per_step: Most new judge requests per reward call (one DAPO generation round);
+            completions beyond it are skipped (``None``) with a warning. ``None``: no limit.
+        max_attempts: Tries per judge prompt while its answer is unparsable.
+        sampling: Judge sampling settings (:class:`SamplingParams` or its fields); default greedy.
+        chunk_size: Judge prompts per engine call.
+    """
+
+    cache_name = "judge"
+
+    def __init__(
+        self,
+        judge: GenerationEngine | Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        max_calls_per_step: int | None = None,
+        max_attempts: int = 3,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        chunk_size: int = 256,
+    ):
+        key = f"reward_kwargs.{self.cache_name}.judge"
+        if judge is None:
+            raise ValueError(
+                f"The {self.cache_name} reward needs a judge model: set {key}={{backend: openai, model: NAME, base_url: URL}}."
+            )
+        if not isinstance(judge, GenerationEngine):
+            model = dict(judge).get("model")
+            if not model or model == "???":
+                raise ValueError(f"{key}.model is not set: name the judge model (and {key}.base_url for a server).")
+        if max_calls_per_step is not None and max_calls_per_step < 1:
+            raise ValueError(f"max_calls_per_step must be >= 1 or null, got {max_calls_per_step}.")
+        self._judge_settings = judge
+        self._cache_path = None if cache_dir is None else Path(cache_dir) / f"{self.cache_name}.jsonl"
+        self._sampling = SamplingParams(**sampling) if isinstance(sampling, Mapping) else (sampling or JUDGE_SAMPLING)
+        self._max_attempts, self._chunk_size = max_attempts, chunk_size
+        self.max_calls_per_step = max_calls_per_step
+        self._calls: JudgeCalls | None = None
+
+    @property
+    def judge(self) -> JudgeCalls:
+        """The judge calls (the engine is built on first use)."""
+        if self._calls is None:
+            self._calls = JudgeCalls(
+                build_judge_engine(self._judge_settings, f"reward_kwargs.{self.cache_name}.judge"),
+                self._cache_path, self._sampling, self._max_attempts, self._chunk_size,
+            )
+        return self._calls
+
+    def _report(self, outcomes: Sequence[JudgeOutcome]) -> None:
+        errors = sorted({o.error.split(":")[0] for o in outcomes if o.verdict is None and o.error})
+        if errors:
+            failed = sum(o.verdict is None for o in outcomes)
+            logger.warning(
+                "%s: %d of %d judge prompts gave no verdict (%s); their completions are skipped.",
+                self.cache_name, failed, len(outcomes), "; ".join(errors),
+            )

@@ -23,7 +23,7 @@ import importlib
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -72,29 +72,36 @@ def available_rewards() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_reward(reward: str | RewardFunc) -> RewardFunc:
+def get_reward(reward: str | RewardFunc, settings: Mapping[str, Any] | None = None) -> RewardFunc:
     """Resolve a registered name or a dotted path (``pkg.module.func``) to a callable reward.
 
-    A :class:`Reward` subclass (rather than an instance) is instantiated with no arguments; callables
-    are returned as they are.
+    A :class:`Reward` subclass (rather than an instance) is instantiated with ``settings`` as keyword
+    arguments (a recipe's ``reward_kwargs.<name>``); callables are returned as they are.
 
     Raises:
-        ValueError: ``reward`` is neither a registered name nor an importable dotted path.
+        ValueError: ``reward`` is neither a registered name nor an importable dotted path, or
+            ``settings`` are given for a reward that takes none (a function or an instance).
     """
+    if settings and not (isinstance(reward, type) or isinstance(reward, str)):
+        raise ValueError(f"Reward {_describe(reward)} takes no settings, got {sorted(settings)}.")
     if callable(reward) and not isinstance(reward, type):
         return reward
     if isinstance(reward, type) and issubclass(reward, Reward):
-        return reward()
+        try:
+            return reward(**dict(settings or {}))
+        except TypeError as error:
+            raise ValueError(f"Bad settings for reward {reward.__name__}: {error}.") from None
     if not isinstance(reward, str):
         raise TypeError(f"A reward must be a name, a dotted path or a callable, got {type(reward).__name__}.")
     if reward in _REGISTRY:
-        return get_reward(_REGISTRY[reward])
+        return get_reward(_REGISTRY[reward], settings)
     module_name, _, attribute = reward.rpartition(".")
     if module_name:
         try:
-            return get_reward(getattr(importlib.import_module(module_name), attribute))
+            found = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             raise ValueError(f"Could not import reward {reward!r}: {error}.") from error
+        return get_reward(found, settings)
     raise ValueError(
         f"Unknown reward {reward!r}. Registered rewards: {', '.join(available_rewards())}; "
         "or give a dotted path to a function such as my_pkg.rewards.my_reward."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
 
@@ -116,6 +117,8 @@ class DAPOConfig(TrainingArguments):
 
         rewards (`list[str]`, defaults to `["mcq_accuracy", "overlong"]`): Registered names or dotted paths.
         reward_weights (`list[float]` or `None`, defaults to `None`): One weight per reward; default all 1.0.
+        reward_kwargs (`dict[str, dict]` or `None`, defaults to `None`): Settings of rewards that take some, by
+            reward name, e.g. ``{"rubric_judge": {"judge": {"model": ..., "base_url": ...}, "cache_dir": ...}}``.
         overlong_buffer_length (`int`, defaults to `4096`): Soft overlong buffer ``L_cache`` used by the
             ``overlong`` reward; 0 turns shaping off (then drop ``overlong`` from ``rewards``).
         overlong_penalty_factor (`float`, defaults to `1.0`): Penalty at ``max_completion_length``.
@@ -199,6 +202,9 @@ class DAPOConfig(TrainingArguments):
         metadata={"help": "Reward names (see medreason.rewards.available_rewards()) or dotted paths."},
     )
     reward_weights: list[float] | None = field(default=None, metadata={"help": "One weight per reward (default 1.0)."})
+    reward_kwargs: dict[str, dict[str, Any]] | None = field(
+        default=None, metadata={"help": "Settings by reward name (judge rewards: judge, cache_dir, max_calls_per_step)."}
+    )
     overlong_buffer_length: int = field(default=4096, metadata={"help": "Overlong buffer length; 0 disables shaping."})
     overlong_penalty_factor: float = field(default=1.0, metadata={"help": "Overlong penalty at max_completion_length."})
     mask_truncated_completions: bool = field(
@@ -254,6 +260,9 @@ class DAPOConfig(TrainingArguments):
             )
         if not self.rewards:
             raise ValueError("rewards is empty: name at least one reward, e.g. rewards=['mcq_accuracy'].")
+        unused = sorted(set(self.reward_kwargs or {}) - set(self.rewards))
+        if unused:
+            raise FieldError("reward_kwargs", unused, f"names rewards that are not in rewards={self.rewards}.")
 
 
 def _own_fields() -> list[str]:

@@ -20,6 +20,7 @@ from medreason.engines.base import GenerationEngine
 from medreason.stage_context import StageContext, StageSpec, mark_stage_complete
 from medreason.tasks.mcq import Benchmark, to_eval_record
 from medreason.tasks.prompts import PromptTemplate
+from medreason.tasks.rubric import to_rubric_record
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
@@ -30,6 +31,8 @@ def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str
     """``{prompt, answer, options}`` rows for the trainer; the rewards read ``answer`` and ``options``.
 
     Records are read exactly as evaluation reads benchmark files (:func:`medreason.tasks.mcq.to_eval_record`).
+    A record with ``rubrics`` (HealthBench's format, :func:`medreason.tasks.rubric.to_rubric_record`)
+    becomes ``{prompt, rubrics}`` instead, for the ``rubric_judge`` reward; a file may mix both kinds.
 
     Raises:
         RecordError: a record lacks a question, its options are not a mapping or list, or its answer is not an option.
@@ -37,6 +40,10 @@ def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str
     spec = Benchmark(name="rl_prompts", title="RL prompts", path=source)
     rows = []
     for index, (record, position) in enumerate(zip(records, positions, strict=True)):
+        if "rubrics" in record:
+            rubric = to_rubric_record(record, source, position, index, spec.name)
+            rows.append({"prompt": rubric.prompt, "rubrics": [item.to_json() for item in rubric.rubrics]})
+            continue
         item = to_eval_record(record, spec, source, position, index)
         listed = "\n".join(f"{key}. {text}" for key, text in item.options.items())
         item = replace(item, question=item.question.removesuffix(listed).rstrip())  # tiny records list options too

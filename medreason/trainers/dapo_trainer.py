@@ -152,7 +152,9 @@ class DAPOTrainer:
                                  "false in the accelerate config, or kl_coef=0 (the card's value).")
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
 
-        self.reward_funcs = [get_reward(reward) for reward in (reward_funcs if reward_funcs is not None else args.rewards)]
+        settings = args.reward_kwargs or {}
+        self.reward_funcs = [get_reward(reward, settings.get(reward) if isinstance(reward, str) else None)
+                             for reward in (reward_funcs if reward_funcs is not None else args.rewards)]
         self.reward_names = [reward_name(reward) for reward in self.reward_funcs]
         self.reward_weights = list(args.reward_weights) if args.reward_weights is not None else [1.0] * len(self.reward_funcs)
         self._check_rewards()
@@ -265,7 +267,10 @@ class DAPOTrainer:
         flat = [completion for group in outputs for completion in group]
         texts, ids, truncated = [c.text for c in flat], [list(c.token_ids) for c in flat], [c.truncated for c in flat]
         n = args.num_generations
-        columns = {key: [record[key] for record in records for _ in range(n)] for key in records[0] if key != "_prompt_ids"}
+        # every column any record has (None where a record lacks it): on a mixed dataset each reward
+        # scores the records that carry its columns (rubrics, answer/options) and skips the rest
+        keys = dict.fromkeys(key for record in records for key in record if key != "_prompt_ids")
+        columns = {key: [record.get(key) for record in records for _ in range(n)] for key in keys}
         columns["prompts"] = columns.pop("prompt")  # TRL's name
         total, per_function = self.compute_rewards(texts, completion_ids=ids, truncated=truncated, **columns)
         if args.filter_groups_metric == "reward":
