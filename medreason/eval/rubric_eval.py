@@ -105,6 +105,7 @@ def evaluate_rubric(
     chunk_size: int = 64,
     judge_sampling: SamplingParams | None = None,
     judge_max_attempts: int = 3,
+    judge_chunk_size: int = 256,
 ) -> EvalResults:
     """Score a model on a rubric benchmark with a judge model.
 
@@ -124,6 +125,8 @@ def evaluate_rubric(
         chunk_size: Conversations per generation call (and per cache flush).
         judge_sampling: The judge's sampling settings (default greedy).
         judge_max_attempts: Judge tries per criterion while its answer is unparsable.
+        judge_chunk_size: Judge prompts per judge engine call; verdicts are cached after each, so a
+            killed run loses at most the chunk in flight.
 
     Returns:
         :class:`EvalResults` with one :class:`BenchmarkResult` (score ± bootstrap error in ``[0, 1]``);
@@ -162,6 +165,7 @@ def evaluate_rubric(
         output_dir / "judgements" / model_slug(judge_engine.model_name) / f"{benchmark.name}.jsonl",
         judge_sampling or JUDGE_SAMPLING,
         max_attempts=judge_max_attempts,
+        chunk_size=judge_chunk_size,
     )
     pairs = [(record, completion) for record in records for completion in answers[record.id]]
     try:
