@@ -42,7 +42,7 @@ def test_the_five_model_card_recipes_exist():
         ("ii_medical_7b_preview", ["sft", "dapo", "eval"]),
         ("ii_medical_8b", ["sft", "dapo", "eval"]),
         ("reasonmed_7b", ["sft", "eval"]),
-        ("tiny", ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]),
+        ("tiny", ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval", "eval_rubric"]),
     ],
 )
 def test_stages_run_in_the_documented_order(recipe, stages):

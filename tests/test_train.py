@@ -30,7 +30,7 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    assert list(summary) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval", "eval_rubric"]
     synthesis = summary["synth"]["metrics"]["counts"]
     # the tiny teacher boxes the right letter in one of its two traces per question: half are kept
     assert synthesis["questions"] == 16 and synthesis["traces_sampled"] == 32 and synthesis["records"] == 16
@@ -60,12 +60,16 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     assert "learning_rate: 0.01" in (tmp_path / "config.yaml").read_text()
     assert "output_dir=" in (tmp_path / "overrides.yaml").read_text()
     assert "Stage 'eval' done" in (tmp_path / "train.log").read_text()
+    rubric = summary["eval_rubric"]
+    assert rubric["final_dir"] == str(tmp_path / "dapo" / "final")
+    assert 0.0 <= rubric["metrics"]["accuracies"]["tiny_rubric"] <= 1.0
+    assert "Tiny rubric" in (tmp_path / "eval_rubric" / "results.md").read_text()
     assert not (tmp_path / "hydra").exists()
 
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):
     finals = run(tiny_cfg(tmp_path))
-    assert list(finals) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval"]
+    assert list(finals) == ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval", "eval_rubric"]
     first = load_file(str(finals["dapo"] / "model.safetensors"))
 
     # a finished run invoked again hands back its results and trains nothing
