@@ -265,7 +265,7 @@ def evaluate_rubric_suite(model: str | os.PathLike, suite: str, judge: Mapping[s
     output_dir = Path(kwargs.get("output_dir", "eval_results"))
     if suite == "tiny_rubric" and kwargs.get("path") is None:
         output_dir.mkdir(parents=True, exist_ok=True)
-        kwargs["path"] = write_tiny_rubric_benchmark(output_dir)
+        kwargs["path"] = write_tiny_rubric_benchmark(output_dir).resolve()
     if settings.get("builtin") is None:
         engine_settings = {"backend": settings.get("backend", "openai"), "model": settings["model"], **dict(settings.get("kwargs") or {})}
         if settings.get("base_url"):
