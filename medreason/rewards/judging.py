@@ -268,7 +268,8 @@ class JudgedReward(Reward):
     Args:
         judge: The judge: an engine, or its settings ``{"backend": "openai", "model": ..., "base_url": ...,
             **engine kwargs}`` (the engine is built on first use, so a config error shows before training).
-        cache_dir: Folder for the verdict cache (``<cache_dir>/<reward name>.jsonl``); ``None``: no cache.
+        cache_dir: Folder for the verdict cache (``<cache_dir>/<reward name>.jsonl``, ``….rank<N>.jsonl``
+            per rank under a multi-process launch); ``None``: no cache.
         max_calls_per_step: Most new judge requests per reward call (one DAPO generation round);
             completions beyond it are skipped (``None``) with a warning. ``None``: no limit.
         max_attempts: Tries per judge prompt while its answer is unparsable.
@@ -299,7 +300,10 @@ class JudgedReward(Reward):
         if max_calls_per_step is not None and max_calls_per_step < 1:
             raise ValueError(f"max_calls_per_step must be >= 1 or null, got {max_calls_per_step}.")
         self._judge_settings = judge
-        self._cache_path = None if cache_dir is None else Path(cache_dir) / f"{self.cache_name}.jsonl"
+        # one file per rank under a multi-process launch: ranks judge different prompts and must not
+        # interleave appends to one file (a resumed run has the same ranks, so each finds its own verdicts)
+        rank = f".rank{os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        self._cache_path = None if cache_dir is None else Path(cache_dir) / f"{self.cache_name}{rank}.jsonl"
         self._sampling = SamplingParams(**sampling) if isinstance(sampling, Mapping) else (sampling or JUDGE_SAMPLING)
         self._max_attempts, self._chunk_size = max_attempts, chunk_size
         self.max_calls_per_step = max_calls_per_step

@@ -94,6 +94,25 @@ def test_concurrency_is_bounded(openai_server):
     assert openai_server.max_in_flight == 3
 
 
+def test_threads_share_one_engine_and_each_gets_its_own_answers_in_order(openai_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    openai_server.reply = lambda body, index: "echo " + body["messages"][-1]["content"]
+    engine = make_engine(openai_server, max_concurrency=2)
+
+    def ask(thread):
+        prompts = [[{"role": "user", "content": f"{thread}-{i}"}] for i in range(3)]
+        return [out[0].text for out in engine.generate(prompts, SamplingParams())]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    assert answers == [[f"echo {t}-{i}" for i in range(3)] for t in range(8)]
+    engine.close()
+    engine.close()  # twice is fine
+    assert ask(9) == ["echo 9-0", "echo 9-1", "echo 9-2"]  # a closed engine starts its loop again
+    engine.close()
+
+
 def test_completions_endpoint_rejects_messages(openai_server):
     with pytest.raises(TypeError, match="text prompts"):
         make_engine(openai_server, endpoint="completions").generate([CHAT], SamplingParams())
