@@ -123,6 +123,7 @@ def main() -> None:
         help="chunked mode: threads sending concurrency/workers prompts each",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per mode; the median is reported")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="modes to measure (bare-httpx always runs)")
     args = parser.parse_args()
 
     rows = []
@@ -138,15 +139,16 @@ def main() -> None:
             requests = args.rounds * concurrency
             ideal = concurrency / args.latency
             # modes alternate within each repeat, so a busy machine slows each alike; medians are reported
-            rates: dict[str, list[float]] = {mode: [] for mode in MODES}
-            cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+            modes = ["bare-httpx", *(mode for mode in args.modes if mode != "bare-httpx")]
+            rates: dict[str, list[float]] = {mode: [] for mode in modes}
+            cpu: dict[str, list[float]] = {mode: [] for mode in modes}
             for _ in range(args.repeats):
-                for mode in MODES:
+                for mode in modes:
                     cpu_started = time.process_time()
                     rates[mode].append(measure_mode(mode, base_url, concurrency, args.workers, requests))
                     cpu[mode].append((time.process_time() - cpu_started) / requests * 1000)
             bare = statistics.median(rates["bare-httpx"])
-            for mode in MODES:
+            for mode in modes:
                 workers, batch_size = layout(mode, concurrency, args.workers)
                 rate = statistics.median(rates[mode])
                 rows.append(
