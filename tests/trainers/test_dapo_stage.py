@@ -74,3 +74,15 @@ def test_mcq_prompts_list_the_options_once():
     (row,) = mcq_prompts([record], ["line 1"], "train.jsonl", PromptTemplate())
     content = row["prompt"][-1]["content"]
     assert all(content.count(f"{key}. {text}") == 1 for key, text in record["options"].items())
+
+
+def test_rubric_records_become_prompt_and_rubrics_rows_beside_mcq_rows():
+    from medreason.testing.tiny_rubric import tiny_rubric_records
+
+    mcq = {"question": "Which gland?", "options": {"A": "Thyroid", "B": "Adrenal"}, "answer": "A"}
+    rubric = tiny_rubric_records(1)[0]
+    first, second = mcq_prompts([mcq, rubric], ["line 1", "line 2"], "mixed.jsonl", PromptTemplate())
+    assert first["answer"] == "A" and "rubrics" not in first
+    assert second == {"prompt": rubric["prompt"], "rubrics": [{**item, "points": float(item["points"])} for item in rubric["rubrics"]]}
+    with pytest.raises(RecordError, match="line 2, field 'rubrics'"):
+        mcq_prompts([mcq, {**rubric, "rubrics": []}], ["line 1", "line 2"], "mixed.jsonl", PromptTemplate())
