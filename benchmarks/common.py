@@ -35,18 +35,29 @@ def shared_data_dir() -> Path:
 
 
 def build_random_model(shape: str, output_dir: Path, max_positions: int, vocab_size: int | None = None) -> Path:
-    """Save a random Qwen3 of ``shape`` with the locally trained tokenizer to ``output_dir``.
+    """Save a random Qwen3 of ``shape`` with the locally trained tokenizer to ``output_dir``; return its folder.
 
     ``vocab_size`` (Qwen3: 151,936) sizes the embeddings and output projection like the real model's, which
     dominate logits memory and add ~0.16B parameters at 0.6B; the tokenizer only ever emits its own few ids.
+    With ``$MEDREASON_BENCH_MODEL_CACHE`` set (the GPU kit sets it), a model of the same shape, vocabulary
+    and positions is built once there and its folder returned: a 0.6B model takes seconds to build and save.
     """
     tokenizer = build_tiny_tokenizer()
     vocab_size = max(vocab_size or 0, len(tokenizer))
+    cache = os.environ.get("MEDREASON_BENCH_MODEL_CACHE")
+    if cache:
+        cached = Path(cache) / f"{shape}-vocab{vocab_size}-pos{max_positions}"
+        if (cached / "config.json").is_file():
+            return cached
+        output_dir = Path(cache) / f".{cached.name}.{os.getpid()}"  # renamed once complete
     config = Qwen3Config(vocab_size=vocab_size, max_position_embeddings=max_positions, tie_word_embeddings=True,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **SHAPES[shape])
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    if cache:
+        output_dir.rename(cached)
+        return cached
     return output_dir
 
 
