@@ -28,10 +28,10 @@ SHAPES = {
 
 
 def shared_data_dir() -> Path:
-    """The real benchmark data: ``$MEDREASON_BENCH_DATA`` (the GPU kit points it at ``.whl/data``), else
+    """The real benchmark data: ``$MEDREASON_SHARED_DATA`` (the GPU kit points it at ``.whl/data``), else
     ``../shared/data`` beside the checkout."""
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get("MEDREASON_BENCH_DATA", default))
+    return Path(os.environ.get("MEDREASON_SHARED_DATA", default))
 
 
 def build_random_model(shape: str, output_dir: Path, max_positions: int, vocab_size: int | None = None) -> Path:

@@ -24,9 +24,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from environment import ROOT, check_environment, peak_tflops
-from plan import Run, build_plan
-from report import write_report
+from kit_environment import ROOT, check_environment, peak_tflops
+from kit_plan import Run, build_plan
+from kit_report import write_report
 
 BENCHMARKS = ROOT / "benchmarks"
 MIN_RUN_S = 20  # a run with less time left than this is skipped, not started and killed
@@ -65,8 +65,8 @@ def child_environment(device: str, scratch: Path) -> dict[str, str]:
     if device == "cpu":
         env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")  # pinned: CPU timings are noisy enough
     carried = ROOT / ".whl" / "data"
-    if "MEDREASON_BENCH_DATA" not in env and carried.is_dir():
-        env["MEDREASON_BENCH_DATA"] = str(carried)  # the copy fetch_wheels.sh put in the carried folder
+    if "MEDREASON_SHARED_DATA" not in env and carried.is_dir():
+        env["MEDREASON_SHARED_DATA"] = str(carried)  # the copy fetch_wheels.sh put in the carried folder
     return env
 
 

@@ -62,11 +62,11 @@ def unmet(requirements: list[Requirement], needed_by: str) -> list[str]:
     return problems
 
 
-def check_environment(expect_pins: bool) -> tuple[dict, list[str]]:
+def check_environment(expect_pins: bool, wheels: Path = WHEELS) -> tuple[dict, list[str]]:
     """``(facts, problems)``: device and versions, and every unmet requirement of medreason and the carried
     wheels; with ``expect_pins`` also every carried package whose running version is not its pin (a
     pre-installed copy shadowing the carried one)."""
-    pins = pinned_wheels()
+    pins = pinned_wheels(wheels)
     problems = unmet(project_requirements(), "medreason")
     for name, pin in pins.items():
         found = installed_version(name)
