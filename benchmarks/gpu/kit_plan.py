@@ -79,7 +79,9 @@ def build_plan(device: str, smoke: bool, peak_tflops: float | None) -> list[Run]
                     ("--variant", "precomputed", *argv), caps["dpo"], compare_to=f"live reference {dpo_length}",
                     ratio_keys=("tokens_per_s", "peak_memory_gib")))
     for length in dapo_lengths:
-        # One update per step on both sides (TRL's GRPOTrainer updates once per generation batch).
+        # One update per step on both sides (TRL's GRPOTrainer updates once per generation batch). Our log-prob
+        # path is the one DAPOConfig selects by default (the row records padding_free and the micro-batch
+        # budget); a fused log-prob option, once DAPOConfig has one, is passed to dapo_step_time.py here.
         argv = (*model, "--max-tokens", str(length), *dapo, "--mini-batch-size", "2", *cuda)
         runs.append(Run("dapo", f"trl GRPOTrainer(loss_type=dapo) {length}", "dapo_step_time.py",
                         ("--variant", "trl:2", *argv), caps["dapo"]))
