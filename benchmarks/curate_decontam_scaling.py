@@ -5,11 +5,21 @@ vocabulary, with their boilerplate sentences mixed in, so lookups behave as on r
 when responses are checked, a ~1,500-word trace. 0.5% of prompts are planted copies of benchmark
 questions (verbatim or with a word or two changed, re-cased, punctuation stripped) to report recall.
 
-Baseline: brute-force fuzzy matching (``rapidfuzz.process.extractOne`` of each prompt against every
-benchmark question, ``fuzz.ratio`` >= 90) on a slice, extrapolated per record.
+Baselines, each on the same prompts:
 
-    python benchmarks/curate_decontam_scaling.py                       # 100k, 200k, 500k prompts
-    python benchmarks/curate_decontam_scaling.py --quick               # 20k, 50k
+- the open-r1 n-gram scan users would pick (``scripts/decontaminate.py`` of open-r1: lower-case, collapse
+  whitespace, word 8-grams of every benchmark question in a Python set, a prompt removed when any of its
+  8-grams is in it), on every size: records/s, how many it removes (its removal rate) and planted copies
+  found. It has no boilerplate rule, so shared stems ("Which of the following is the most likely
+  diagnosis?") make it remove clean prompts;
+- brute-force fuzzy matching (``rapidfuzz.process.extractOne`` of each prompt against every benchmark
+  question, ``fuzz.ratio`` >= 90) on a slice, extrapolated per record.
+
+Peak memory: the process's peak resident set after each row (it only grows), and each method's own
+peak Python allocation (``tracemalloc``: index build + scan, on ``--memory-slice`` prompts, untimed).
+
+    OMP_NUM_THREADS=1 python benchmarks/curate_decontam_scaling.py     # 100k, 200k, 500k prompts
+    OMP_NUM_THREADS=1 python benchmarks/curate_decontam_scaling.py --quick   # 20k, 50k
     python benchmarks/curate_decontam_scaling.py --sizes 100000 --response-size 5000 --mode literal
 """
 
@@ -17,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +82,32 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def openr1_ngrams(text: str, n: int) -> set[str]:
+    """open-r1's normalisation and n-grams: lower-case, whitespace collapsed, word n-grams joined by spaces."""
+    words = text.lower().split()
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def openr1_scan(prompts: list[str], questions: list[str], n: int = 8) -> list[bool]:
+    """The open-r1 baseline: every n-gram of every question in one set; a prompt is contaminated when it
+    shares any n-gram with it (open-r1 keeps a set of document ids per n-gram; only membership is used)."""
+    lookup = set().union(*(openr1_ngrams(q, n) for q in questions))
+    return [not lookup.isdisjoint(openr1_ngrams(p, n)) for p in prompts]
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def traced_peak_mib(fn, *args, **kwargs) -> float:
+    """Peak Python allocation of ``fn(*args)`` in MiB (tracemalloc: slow, so never timed)."""
+    tracemalloc.start()
+    fn(*args, **kwargs)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
 def brute_force(prompts: list[str], decontaminator: Decontaminator, threshold: float) -> list[object]:
     """The baseline: every prompt scored against every benchmark question."""
     texts = decontaminator.texts
@@ -97,6 +135,7 @@ def main() -> None:
         default=0,
         help="also time prompt+response checks on this many records with ~1,500-word traces",
     )
+    parser.add_argument("--memory-slice", type=int, default=20_000, help="prompts for the tracemalloc peaks")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     sizes, baseline_slice = ([20_000, 50_000], 200) if args.quick else (args.sizes, args.baseline_slice)
@@ -111,19 +150,25 @@ def main() -> None:
     )
     rng = np.random.default_rng(args.seed)
     print(
-        f"{'records':>9} {'wall s':>7} {'cpu s':>7} {'rec/s wall':>11} {'rec/s cpu':>10} {'removed':>8} "
-        f"{'planted verbatim found':>23} {'planted edited found':>21}"
+        f"{'method':<14} {'records':>9} {'wall s':>7} {'cpu s':>7} {'rec/s wall':>11} {'rec/s cpu':>10} {'removed':>8} "
+        f"{'removed %':>9} {'planted verbatim found':>23} {'planted edited found':>21} {'peak RSS GiB':>12}"
     )
     for size in sizes:
         prompts, planted = synthetic_prompts(size, questions, rng)
-        results, wall, cpu = timed(decontaminator.match_texts, prompts)
-        removed = {i for i, r in enumerate(results) if r is not None}
         verbatim = {i for i, words in planted.items() if words == 0}
         edited = set(planted) - verbatim
-        print(
-            f"{size:>9} {wall:>7.1f} {cpu:>7.1f} {size / wall:>11.0f} {size / cpu:>10.0f} {len(removed):>8} "
-            f"{len(removed & verbatim):>15}/{len(verbatim):<7} {len(removed & edited):>13}/{len(edited):<7}"
-        )
+        results, wall, cpu = timed(decontaminator.match_texts, prompts)
+        removed = {i for i, r in enumerate(results) if r is not None}
+        flags, base_wall, base_cpu = timed(openr1_scan, prompts, questions)
+        base_removed = {i for i, flag in enumerate(flags) if flag}
+        for name, found, w, c in (("medreason", removed, wall, cpu), ("open-r1 8-gram", base_removed, base_wall, base_cpu)):
+            print(
+                f"{name:<14} {size:>9} {w:>7.1f} {c:>7.1f} {size / w:>11.0f} {size / c:>10.0f} {len(found):>8} "
+                f"{len(found) / size:>9.2%} {len(found & verbatim):>15}/{len(verbatim):<7} "
+                f"{len(found & edited):>13}/{len(edited):<7} {peak_rss_gib():>12.2f}", flush=True
+            )
+        print(f"{'':<14} records/s CPU medreason / open-r1: {base_cpu / cpu:.2f}; removed by open-r1 only: "
+              f"{len(base_removed - removed)}, by medreason only: {len(removed - base_removed)}", flush=True)
     edited_ids = sorted(edited)
     found = brute_force([prompts[i] for i in edited_ids], decontaminator, config.fuzzy_threshold)
     brute = {i for i, hit in zip(edited_ids, found, strict=True) if hit is not None}
@@ -139,6 +184,12 @@ def main() -> None:
         f"{base_cpu / len(sample) * 1e3:.2f} ms/record CPU (~{base_cpu / len(sample) * sizes[-1] / 60:.0f} min "
         f"for {sizes[-1]}); indexed: {ours_cpu / len(sample) * 1e3:.3f} ms/record CPU -> "
         f"{base_cpu / ours_cpu:.0f}x faster (wall {base_wall / ours_wall:.0f}x)"
+    )
+    sample = prompts[: args.memory_slice]
+    print(
+        f"peak Python allocation, index build + scan of {len(sample)} prompts (tracemalloc): medreason "
+        f"{traced_peak_mib(lambda: Decontaminator(items, config).match_texts(sample)):.0f} MiB, open-r1 8-gram "
+        f"{traced_peak_mib(openr1_scan, sample, questions):.0f} MiB"
     )
     if args.response_size:
         prompts, _ = synthetic_prompts(args.response_size, questions, rng)

@@ -32,7 +32,7 @@ def train_once(variant: str, options: argparse.Namespace) -> dict:
     from medreason.trainers import DPOConfig, DPOTrainer
 
     work = Path(tempfile.mkdtemp())
-    model_dir = build_random_model(options.shape, work / "model", options.seq_len)
+    model_dir = build_random_model(options.shape, work / "model", options.seq_len, options.vocab_size)
     records = long_records(options.batch * options.steps, options.seq_len // 2)
     for record in records:
         record["options"], record["answer"] = {"A": "", "B": ""}, "B"
@@ -43,6 +43,8 @@ def train_once(variant: str, options: argparse.Namespace) -> dict:
         save_strategy="no", precompute_ref_log_probs=variant == "precomputed",
     )
     dtype = torch.bfloat16 if options.bf16 else torch.float32
+    if options.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer = DPOTrainer(
         AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), args=args,

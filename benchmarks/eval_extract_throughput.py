@@ -24,11 +24,12 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
+
+from common import shared_data_dir
 
 from medreason.eval import extract_choice
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train" / "huatuo_o1_demo_sft.jsonl"
+DATA = shared_data_dir() / "train" / "huatuo_o1_demo_sft.jsonl"
 ENDINGS = {
     "boxed": "\n\nThe final answer is \\boxed{{{letter}}}.",
     "boxed text": "\n\n$\\boxed{{\\text{{{letter}}}}}$",
@@ -112,6 +113,7 @@ def main() -> None:
         "| kind | ending | mean chars | extract_choice resp/s | rfind_boxed resp/s | ratio | extract_choice correct | rfind_boxed correct |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    overall = []
     for kind in KINDS:
         seconds_per_response = dict.fromkeys(extractors, 0.0)
         correct = dict.fromkeys(extractors, 0)
@@ -136,6 +138,10 @@ def main() -> None:
             f"| **{kind}** | **all five** | | **{ours:,.0f}** | **{base:,.0f}** | **{ours / base:.2f}x** | "
             f"{correct['extract_choice'] / total:.0%} | {correct['rfind_boxed'] / total:.0%} |"
         )
+        overall.append({"kind": kind, "extract_choice_per_s": ours, "rfind_boxed_per_s": base, "ratio": ours / base,
+                        "extract_choice_correct": correct["extract_choice"] / total,
+                        "rfind_boxed_correct": correct["rfind_boxed"] / total})
+    print(json.dumps(overall))
 
 
 if __name__ == "__main__":

