@@ -122,6 +122,13 @@ class DAPOConfig(TrainingArguments):
         mask_truncated_completions (`bool`, defaults to `False`): Leave truncated responses out of the loss.
         truncation_warning_threshold (`float`, defaults to `0.1`): Warn when more responses than this are truncated.
 
+        > Observing training
+
+        log_completions_steps (`int`, defaults to `10`): Every this many steps write a sample of prompt groups
+            (completions, per-reward scores, advantages, lengths) to ``completions/step-N.jsonl`` and the
+            trackers (:mod:`~medreason.trainers.completions_log`); 0 turns it off.
+        log_completions_groups (`int`, defaults to `4`): Prompt groups in that sample (bounds its size).
+
     >>> config = DAPOConfig(output_dir="/tmp/dapo", use_cpu=True, train_prompt_batch_size=4, gen_prompt_batch_size=8,
     ...                     mini_batch_size=2, num_generations=4)
     >>> config.train_prompt_batch_size // config.mini_batch_size   # optimizer updates per training step
@@ -207,13 +214,18 @@ class DAPOConfig(TrainingArguments):
     truncation_warning_threshold: float = field(
         default=0.1, metadata={"help": "Warn when the truncated fraction of responses exceeds this."}
     )
+    log_completions_steps: int = field(
+        default=10, metadata={"help": "Write a sample of completions every this many steps (0: never)."}
+    )
+    log_completions_groups: int = field(default=4, metadata={"help": "Prompt groups per completions sample."})
 
     def __post_init__(self) -> None:
         check_training_config(
             self,
             {"num_generations": 2, "train_prompt_batch_size": 1, "gen_prompt_batch_size": 1, "mini_batch_size": 1,
              "max_completion_length": 1, "max_prompt_length": 1, "micro_batch_token_budget": 1,
-             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0},
+             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0,
+             "log_completions_steps": 0, "log_completions_groups": 1},
             exclusive=("weight_sync_bucket_mb", "temperature"),
         )
         if self.max_num_gen_batches is not None and self.max_num_gen_batches < 1:

@@ -54,6 +54,7 @@ from medreason.engines.base import GenerationEngine, SamplingParams
 from medreason.engines.capabilities import PromptEncoder, SleepableEngine, WeightSyncEngine
 from medreason.engines.transformers_engine import TransformersEngine
 from medreason.rewards import RewardFunc, combine_rewards, get_reward, overlong_reward, reward_name
+from medreason.trainers.completions_log import CompletionsLog
 from medreason.trainers.dapo_batch import TrainingSequence, collate, collate_packed, completion_grid
 from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from medreason.trainers.dapo_config import DAPOConfig
@@ -156,6 +157,10 @@ class DAPOTrainer:
         self.reward_names = [reward_name(reward) for reward in self.reward_funcs]
         self.reward_weights = list(args.reward_weights) if args.reward_weights is not None else [1.0] * len(self.reward_funcs)
         self._check_rewards()
+        self.completions_log = CompletionsLog(
+            self.accelerator, args.output_dir, args.log_completions_steps, args.log_completions_groups, self.reward_names,
+            args.max_completion_length - args.overlong_buffer_length, args.advantage_eps,
+        )
 
         world = self.accelerator.num_processes
         if args.gen_prompt_batch_size % world or (args.mini_batch_size * args.num_generations) % world:
@@ -274,6 +279,8 @@ class DAPOTrainer:
             scores = per_function[self.reward_names.index(args.filter_groups_metric)]
             filter_values = torch.tensor([math.nan if s is None else float(s) for s in scores])
         self._round_scores.append((per_function, [len(x) for x in ids], truncated))
+        self.completions_log.add_round(self.global_step + 1, [record["prompt"] for record in records], texts, per_function,
+                                       total, filter_values, [len(x) for x in ids], truncated)
         # int32 tensors: ~4 bytes a token instead of ~36 for Python ints (24,576 long responses per card round).
         ids = [torch.tensor(x, dtype=torch.int32) for x in ids]
         groups = [
@@ -551,6 +558,7 @@ class DAPOTrainer:
             self.global_step += 1
             metrics["step"] = self.global_step
             self.log(metrics)
+            self.completions_log.flush(self.global_step)
             if self.global_step % int(self.args.save_steps) == 0 or self._finished():
                 self.save_checkpoint()
         # Not accelerator.end_training(): it also destroys the process group, which save_model and the
