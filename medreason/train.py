@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from medreason.config import config_dir
+from medreason.model_card import write_model_cards
 from medreason.recipe import (
     STAGE_KINDS,
     RecipeError,
@@ -33,6 +34,7 @@ from medreason.recipe import (
     stage_names,
     validate_run_config,
 )
+from medreason.run_report import write_report
 from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
@@ -118,6 +120,8 @@ def _run_stages(
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
         write_summary(output_dir, names, starts, seconds)
+        write_model_cards(cfg, output_dir, kinds)  # after the eval stages: the cards carry their results
+        write_report(output_dir, cfg.run_name, kinds)
         print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
     return finals
 

@@ -28,6 +28,8 @@ The units are layered: each imports only units listed before it in :data:`LAYERS
 - ``trainers``: SFT, DPO and DAPO, and their stages.
 - ``recipe``: the stage kinds (each kind's config class, builder and runner, imported normally) and
   validation of a run config; it sits above every stage kind.
+- ``model_card``, ``run_report``: the ``README.md`` of every trained model and the run's ``report.md``,
+  read from the finished run's files.
 - ``train``: the Hydra entry point.
 - ``medreason``: the top-level facade (lazy, for import speed).
 """
@@ -58,6 +60,8 @@ LAYERS = (
     "curate",
     "trainers",
     "recipe",
+    "model_card",
+    "run_report",
     "train",
     "medreason",
 )

@@ -15,6 +15,7 @@ from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory, load_records, select_records
 from medreason.stage_context import StageContext, write_completion_marker
 from medreason.utils.logging import get_logger
+from medreason.utils.training_curves import CURVES_FILE, plot_training_curves
 
 logger = get_logger(__name__)
 
@@ -66,12 +67,14 @@ def save_stage_result(
     trainer: Trainer, stage_dir: Path, name: str, kind: str, metrics: dict[str, Any],
     tokenizer: PreTrainedTokenizerBase,
 ) -> Path:
-    """Save the stage's model and tokenizer to ``stage_dir/final``, its ``metrics.json``, then the marker."""
+    """Save the stage's model and tokenizer to ``stage_dir/final``, its ``metrics.json`` and training curves
+    (``curves.png``), then the marker."""
     final_dir = stage_dir / "final"
     trainer.save_model(str(final_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(final_dir)
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        plot_training_curves(trainer.state.log_history, stage_dir / CURVES_FILE, f"{name} ({kind})")
         write_completion_marker(stage_dir, name, kind, metrics)
     trainer.accelerator.wait_for_everyone()
     return final_dir
