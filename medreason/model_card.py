@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from medreason.eval.benchmarks import get_benchmark
 from medreason.run_summary import read_summary
 from medreason.stage_context import read_completion_marker
 
@@ -64,6 +63,14 @@ def _evaluations(output_dir: Path, kinds: dict[str, str], final_dir: Path) -> li
     return found
 
 
+def _benchmark_titles(results_dir: str | None) -> dict[str, str]:
+    """Benchmark name -> title, from an eval stage's ``results.json`` (ad-hoc benchmarks are not registered)."""
+    path = Path(results_dir) / "results.json" if results_dir else None
+    if path is None or not path.is_file():
+        return {}
+    return {b["name"]: b["title"] for b in json.loads(path.read_text(encoding="utf-8"))["benchmarks"]}
+
+
 def _decontamination(output_dir: Path, kinds: dict[str, str]) -> list[str]:
     lines = []
     for name, kind in kinds.items():
@@ -98,12 +105,17 @@ def render_model_card(run_cfg: DictConfig, stage: str, output_dir: Path, kinds: 
 
     results = []
     for name, eval_marker in evaluations:
-        accuracies = eval_marker.get("metrics", {}).get("accuracies", {})
-        for benchmark, accuracy in accuracies.items():
+        metrics = eval_marker.get("metrics", {})
+        titles = _benchmark_titles(metrics.get("results"))
+        runs = [("accuracies", f"accuracy ({name})")]
+        if "accuracies_without_ttt" in metrics:  # the stage measured with and without test-time training
+            runs = [("accuracies_without_ttt", f"accuracy ({name})"), ("accuracies", f"accuracy with TTT ({name})")]
+        for benchmark in metrics.get("accuracies", {}):
             results.append({
                 "task": {"type": "multiple-choice", "name": "Medical multiple-choice QA"},
-                "dataset": {"name": get_benchmark(benchmark).title, "type": benchmark},
-                "metrics": [{"type": "accuracy", "value": round(100 * accuracy, 2), "name": f"accuracy ({name})"}],
+                "dataset": {"name": titles.get(benchmark, benchmark), "type": benchmark},
+                "metrics": [{"type": "accuracy", "value": round(100 * metrics[key][benchmark], 2), "name": label}
+                            for key, label in runs if benchmark in metrics.get(key, {})],
             })
     metadata: dict[str, Any] = {
         "base_model": str(run_cfg.model.name_or_path),
