@@ -20,11 +20,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from medreason.run_summary import read_summary
-from medreason.stage_context import read_completion_marker
+from medreason.stage_context import TRAINING_KINDS, read_completion_marker
 
 CARD_FILE = "README.md"
-TRAINING_KINDS = ("sft", "dpo", "dapo")
-"""Stage kinds that write a model of their own to ``final/``."""
 
 
 def file_sha256(path: Path) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medreason.model_card import CARD_FILE, TRAINING_KINDS
+from medreason.model_card import CARD_FILE
 from medreason.run_summary import REPORT_FILE, read_summary
-from medreason.stage_context import read_completion_marker
+from medreason.stage_context import TRAINING_KINDS, read_completion_marker
 from medreason.utils.training_curves import CURVES_FILE
 
 
