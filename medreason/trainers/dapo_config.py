@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.config_checks import check_training_config, reject_ignored_fields
 from medreason.trainers.dapo_loss import LOSS_AGG_MODES
 from medreason.utils.config_errors import FieldError
@@ -16,7 +17,7 @@ USED_TRAINING_ARGUMENTS = (
     "output_dir", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps",
     "lr_scheduler_type", "lr_scheduler_kwargs", "max_grad_norm", "max_steps", "num_train_epochs", "seed",
     "logging_steps", "save_steps", "save_total_limit", "report_to", "run_name", "activation_checkpointing",
-    "gradient_checkpointing", "bf16", "use_cpu",
+    "gradient_checkpointing", "bf16", "use_cpu", "eval_steps",
     # set by launchers, read by accelerate from the environment
     "local_rank",
 )
@@ -39,7 +40,7 @@ IGNORED_FIELD_HINTS = {
 
 
 @dataclass
-class DAPOConfig(TrainingArguments):
+class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
     r"""Settings of a DAPO run. Defaults not marked otherwise are the II-Medical-7B-Preview card's RL stage.
 
     Subclasses :class:`transformers.TrainingArguments` (the base of every TRL config) rather than
@@ -128,6 +129,8 @@ class DAPOConfig(TrainingArguments):
             (completions, per-reward scores, advantages, lengths) to ``completions/step-N.jsonl`` and the
             trackers (:mod:`~medreason.trainers.completions_log`); 0 turns it off.
         log_completions_groups (`int`, defaults to `4`): Prompt groups in that sample (bounds its size).
+        eval_steps (`int`, *optional*): With ``eval_benchmarks``, evaluate them every this many steps through the
+            rollout engine (:class:`~medreason.eval.in_training.BenchmarkEvalArguments`; main process).
 
     >>> config = DAPOConfig(output_dir="/tmp/dapo", use_cpu=True, train_prompt_batch_size=4, gen_prompt_batch_size=8,
     ...                     mini_batch_size=2, num_generations=4)
@@ -233,6 +236,12 @@ class DAPOConfig(TrainingArguments):
                 "max_num_gen_batches", self.max_num_gen_batches,
                 "must be >= 1 (card: 10); null means no limit, which loops forever when no prompt group varies in reward.",
             )
+        self.check_benchmark_eval()
+        if self.eval_benchmarks and (self.eval_steps is None or self.eval_steps < 1 or self.eval_steps != int(self.eval_steps)):
+            raise FieldError("eval_steps", self.eval_steps, "must be a whole number of training steps >= 1 with eval_benchmarks.")
+        if self.best_checkpoint_benchmark is not None:
+            raise FieldError("best_checkpoint_benchmark", self.best_checkpoint_benchmark,
+                             "is not supported by DAPO (its final/ is the last step's policy); set it on SFT or DPO stages.")
         reject_ignored_fields(self, TrainingArguments, [*USED_TRAINING_ARGUMENTS, *_own_fields()], IGNORED_FIELD_HINTS)
         super().__post_init__()
         for name in ("save_steps", "logging_steps"):

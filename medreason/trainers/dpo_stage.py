@@ -8,8 +8,10 @@ import datasets
 from transformers import AutoModelForCausalLM
 
 from medreason.data.preferences import to_preference_pair
+from medreason.eval.in_training import accuracies_by_step
 from medreason.stage_context import StageContext, StageSpec
 from medreason.testing.tiny_data import tiny_preference_records
+from medreason.trainers.benchmark_eval import add_benchmark_eval
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_trainer import DPOTrainer
 from medreason.trainers.stage_io import (
@@ -28,7 +30,7 @@ def dpo_stage_config(spec: StageSpec) -> DPOConfig:
     validate = bool(spec.data is not None and spec.data.get("eval_fraction"))
     return DPOConfig(
         output_dir=str(spec.output_dir), run_name=f"{spec.run_cfg.run_name}/{spec.name}", seed=spec.run_cfg.seed,
-        **best_checkpoint_args(spec.settings, validate),
+        **best_checkpoint_args(spec.settings, validate, spec.settings.get("best_checkpoint_benchmark")),
     )
 
 
@@ -54,6 +56,7 @@ def run_dpo_stage(context: StageContext) -> Path:
         reference = AutoModelForCausalLM.from_pretrained(context.reference_path, **init_kwargs)
     tokenizer = load_tokenizer(context.model_path, context.run_cfg.model.chat_template)
     trainer = DPOTrainer(model, reference, args, train_set, eval_set, processing_class=tokenizer)
+    add_benchmark_eval(trainer, args, context.output_dir, validate=eval_set is not None)
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(context.output_dir, context.resume))
 
     logged = [entry for entry in trainer.state.log_history if "rewards/margins" in entry]
@@ -69,6 +72,7 @@ def run_dpo_stage(context: StageContext) -> Path:
         "reward_margins": [entry["rewards/margins"] for entry in logged],
         "peak_memory": {k: v for entry in logged for k, v in entry.items() if k.startswith("memory/")},
         "reference": context.reference_path,
+        "benchmark_accuracies": accuracies_by_step(trainer.state.log_history),
         **output.metrics,
     }
     return save_stage_result(trainer, context.output_dir, context.name, "dpo", metrics, tokenizer)

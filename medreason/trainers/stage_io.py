@@ -96,8 +96,10 @@ def split_for_validation(
     return split["train"], split["test"]
 
 
-def best_checkpoint_args(args: dict[str, Any], validate: bool) -> dict[str, Any]:
-    """Trainer arguments that evaluate on the held-out set and end on the lowest-validation-loss checkpoint.
+def best_checkpoint_args(args: dict[str, Any], validate: bool, benchmark: str | None = None) -> dict[str, Any]:
+    """Trainer arguments that evaluate on the held-out set and end on the lowest-validation-loss checkpoint,
+    or with ``benchmark`` on the one with the highest in-training accuracy on it
+    (:mod:`~medreason.trainers.benchmark_eval` adds it to the evaluation metrics).
 
     Evaluation and saving happen every epoch unless ``args`` already chose an ``eval_strategy``.
     """
@@ -106,4 +108,7 @@ def best_checkpoint_args(args: dict[str, Any], validate: bool) -> dict[str, Any]
         return {**args, "eval_strategy": "no", "load_best_model_at_end": False}
     if args.get("eval_strategy", "no") == "no":
         args["eval_strategy"] = args["save_strategy"] = "epoch"
+    if benchmark is not None:
+        return {**args, "load_best_model_at_end": True, "metric_for_best_model": f"benchmark/{benchmark}",
+                "greater_is_better": True}
     return {**args, "load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
