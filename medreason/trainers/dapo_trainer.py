@@ -70,6 +70,7 @@ from medreason.trainers.dapo_loss import (
     selective_log_softmax,
     token_entropy,
 )
+from medreason.trainers.dapo_progress import step_bar, step_line
 from medreason.trainers.dynamic_sampling import (
     GroupFilter,
     PromptStream,
@@ -491,6 +492,7 @@ class DAPOTrainer:
             if mini_batch:  # empty only when every response of the mini-batch was skipped, on all ranks alike
                 self._update(mini_batch, totals)
         self.lr_scheduler.step()
+        updated = time.perf_counter()
         if isinstance(self.engine, SleepableEngine):
             self.engine.wake_up()
         if isinstance(self.engine, WeightSyncEngine):  # once per step: the engine only samples at the next one
@@ -500,7 +502,7 @@ class DAPOTrainer:
         metrics.update(self._update_metrics(totals), learning_rate=self.lr_scheduler.get_last_lr()[0],
                        epoch=self.stream.epochs_done)
         times = {"generate": generated - start, "old_logprob": old_done - generated, "reference": ref_done - old_done,
-                 "train": trained - ref_done, "step": trained - start}
+                 "train": updated - ref_done, "sync": trained - updated, "step": trained - start}
         return metrics | {f"time/{phase}": seconds for phase, seconds in times.items()}
 
     def sync_weights(self) -> None:
@@ -559,6 +561,7 @@ class DAPOTrainer:
                 self.stream.epochs_done, self.args.num_train_epochs,
             )
         metrics: dict[str, float] = {}
+        bar = step_bar(self.total_steps, self.global_step, self.accelerator.is_main_process)
         while not self._finished():
             metrics = self.training_step()
             self.global_step += 1
@@ -568,8 +571,10 @@ class DAPOTrainer:
                                                    self.accelerator.is_main_process, self.accelerator.num_processes > 1))
             self.log(metrics)
             self.completions_log.flush(self.global_step)
+            bar.update(1)
             if self.global_step % int(self.args.save_steps) == 0 or self._finished():
                 self.save_checkpoint()
+        bar.close()
         # Not accelerator.end_training(): it also destroys the process group, which save_model and the
         # recipe's later stages still need.
         for tracker in self.accelerator.trackers:
@@ -586,8 +591,7 @@ class DAPOTrainer:
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(metrics) + "\n")
         if self.global_step % max(int(self.args.logging_steps), 1) == 0:
-            shown = ("reward_mean", "kept_group_ratio", "truncation_rate", "entropy", "loss", "time/step")
-            logger.info("step %d: %s", self.global_step, ", ".join(f"{k}={metrics.get(k, math.nan):.4g}" for k in shown))
+            logger.info(step_line(metrics, self.total_steps))
 
     def save_checkpoint(self) -> Path:
         """Save policy, optimizer, scheduler, RNG states, data position and step to ``checkpoint-<step>``."""
