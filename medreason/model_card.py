@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from medreason.run_summary import read_summary
 from medreason.stage_context import TRAINING_KINDS, read_completion_marker
 
 CARD_FILE = "README.md"
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def file_sha256(path: Path) -> str:
@@ -115,8 +117,10 @@ def render_model_card(run_cfg: DictConfig, stage: str, output_dir: Path, kinds: 
                 "metrics": [{"type": "accuracy", "value": round(100 * metrics[key][benchmark], 2), "name": label}
                             for key, label in runs if benchmark in metrics.get(key, {})],
             })
+    base_model = str(run_cfg.model.name_or_path)
     metadata: dict[str, Any] = {
-        "base_model": str(run_cfg.model.name_or_path),
+        # The Hub rejects a card whose base_model is not a Hub model id (a local path, the tiny random model).
+        **({"base_model": base_model} if _HUB_ID.fullmatch(base_model) and not Path(base_model).exists() else {}),
         "library_name": "transformers",
         "tags": ["medreason", "medical", "reasoning", kinds[stage]],
         "datasets": [manifest["source"]] if manifest else [],

@@ -74,6 +74,9 @@ def test_model_cards_carry_metadata_data_hashes_and_the_eval_results(tmp_path):
     assert result["metrics"][0]["type"] == "accuracy" and result["metrics"][0]["value"] == 25.0
     assert "| **tiny** | 25.00 | 25.00 |" in dapo_card and "trained from `" + str(out / "sft" / "final") in dapo_card
     assert "- source: `builtin:tiny`" in dapo_card and "sha256: none (generated in memory)" in dapo_card
+    cfg.model.name_or_path = str(tmp_path)  # a local model (the tiny demo's): no base_model, which the Hub would refuse
+    (local,) = (_front_matter(p.read_text()) for p in write_model_cards(cfg, out, KINDS)[:1])
+    assert "base_model" not in local and local["library_name"] == "transformers"
 
 
 def test_run_report_links_stages_curves_cards_and_tables(tmp_path):

@@ -24,6 +24,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("response length (tokens)", ("completion_length_mean", "completion_length_max")),
     ("clipped / truncated fraction", ("clip_fraction_low", "clip_fraction_high", "truncation_rate")),
     ("entropy", ("entropy",)),
+    ("token accuracy", ("mean_token_accuracy", "eval_mean_token_accuracy")),
     ("kept-group ratio (dynamic sampling)", ("kept_group_ratio",)),
     ("DPO reward margin", ("rewards/margins", "eval_rewards/margins")),
     ("DPO preference accuracy", ("rewards/accuracies", "eval_rewards/accuracies")),
