@@ -86,7 +86,9 @@ def _decontamination(output_dir: Path, kinds: dict[str, str]) -> list[str]:
     return lines
 
 
-def render_model_card(run_cfg: DictConfig, stage: str, output_dir: Path, kinds: dict[str, str]) -> str:
+def render_model_card(
+    run_cfg: DictConfig, stage: str, output_dir: Path, kinds: dict[str, str], config: Any | None = None
+) -> str:
     """The ``README.md`` of stage ``stage``'s ``final/`` (see the module docstring).
 
     Args:
@@ -94,6 +96,8 @@ def render_model_card(run_cfg: DictConfig, stage: str, output_dir: Path, kinds: 
         stage: A training stage of the run that has finished.
         output_dir: The run's directory.
         kinds: Every stage of the recipe, in order, to its kind.
+        config: The stage's validated trainer config (``DAPOConfig``, ...) when this run built it: its
+            every resolved argument, library defaults included, goes into a collapsed section.
     """
     stage_cfg = OmegaConf.to_container(run_cfg.stages[stage], resolve=True)
     marker = read_completion_marker(output_dir / stage) or {}
@@ -135,6 +139,12 @@ def render_model_card(run_cfg: DictConfig, stage: str, output_dir: Path, kinds: 
         "## Recipe and hyper-parameters", "",
         "The stage's resolved config block (the run's `config.yaml` holds every stage):", "",
         "```yaml", yaml.safe_dump(stage_cfg, sort_keys=False).strip(), "```", "",
+    ]
+    if config is not None and hasattr(config, "to_dict"):
+        resolved = json.loads(json.dumps(config.to_dict(), default=str))  # enums and paths as text
+        lines += [f"<details><summary>Every resolved argument of {type(config).__name__}</summary>", "",
+                  "```yaml", yaml.safe_dump(resolved, sort_keys=True).strip(), "```", "", "</details>", ""]
+    lines += [
         "## Data", "",
     ]
     if manifest:
@@ -153,19 +163,25 @@ def render_model_card(run_cfg: DictConfig, stage: str, output_dir: Path, kinds: 
         lines.append("No eval stage of this run evaluated this model.")
     for name, _ in evaluations:
         table = output_dir / name / "results.md"
-        lines += [f"Eval stage `{name}` (accuracy %, published rows from the model cards above ours):", "",
+        lines += [f"Eval stage `{name}` (accuracy %; a suite with a model card lists its published rows first):", "",
                   table.read_text(encoding="utf-8").strip() if table.is_file() else "(results.md missing)", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_model_cards(run_cfg: DictConfig, output_dir: Path, kinds: dict[str, str]) -> list[Path]:
-    """Write ``README.md`` into the ``final/`` of every finished training stage; return the files written."""
+def write_model_cards(
+    run_cfg: DictConfig, output_dir: Path, kinds: dict[str, str], configs: dict[str, Any] | None = None
+) -> list[Path]:
+    """Write ``README.md`` into the ``final/`` of every finished training stage; return the files written.
+
+    ``configs`` maps the stages this run validated to their config objects (see :func:`render_model_card`).
+    """
     written = []
     for stage, kind in kinds.items():
         marker = read_completion_marker(output_dir / stage)
         if kind not in TRAINING_KINDS or marker is None or not Path(marker["final_dir"]).is_dir():
             continue
         path = Path(marker["final_dir"]) / CARD_FILE
-        path.write_text(render_model_card(run_cfg, stage, output_dir, kinds), encoding="utf-8")
+        path.write_text(render_model_card(run_cfg, stage, output_dir, kinds, (configs or {}).get(stage)),
+                        encoding="utf-8")
         written.append(path)
     return written

@@ -122,7 +122,7 @@ def _run_stages(
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
         write_summary(output_dir, names, starts, seconds)
-        write_model_cards(cfg, output_dir, kinds)  # after the eval stages: the cards carry their results
+        write_model_cards(cfg, output_dir, kinds, configs)  # after the eval stages: the cards carry their results
         write_report(output_dir, cfg.run_name, kinds)
         push_to_hub(cfg, output_dir, kinds)  # last: the cards it uploads carry the eval results
         print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal

@@ -11,6 +11,7 @@ from medreason.model_card import file_sha256, write_model_cards
 from medreason.run_report import write_report
 from medreason.run_summary import write_summary
 from medreason.stage_context import write_completion_marker
+from medreason.trainers.dapo_config import DAPOConfig
 from medreason.utils.training_curves import plot_training_curves
 
 KINDS = {"curate": "curate", "sft": "sft", "dapo": "dapo", "eval": "eval"}
@@ -56,7 +57,9 @@ def _front_matter(card: str) -> dict:
 
 def test_model_cards_carry_metadata_data_hashes_and_the_eval_results(tmp_path):
     cfg, out = _run(tmp_path)
-    written = write_model_cards(cfg, out, KINDS)
+    dapo_config = DAPOConfig(output_dir=str(out / "dapo"), use_cpu=True, train_prompt_batch_size=2,
+                             gen_prompt_batch_size=2, mini_batch_size=1, num_generations=2)
+    written = write_model_cards(cfg, out, KINDS, {"dapo": dapo_config})
     assert written == [out / "sft" / "final" / "README.md", out / "dapo" / "final" / "README.md"]
     sft_card, dapo_card = (path.read_text() for path in written)
     sft = _front_matter(sft_card)
@@ -73,6 +76,8 @@ def test_model_cards_carry_metadata_data_hashes_and_the_eval_results(tmp_path):
     assert result["dataset"] == {"name": "Tiny MCQ", "type": "tiny_mcq"}
     assert result["metrics"][0]["type"] == "accuracy" and result["metrics"][0]["value"] == 25.0
     assert "| **tiny** | 25.00 | 25.00 |" in dapo_card and "trained from `" + str(out / "sft" / "final") in dapo_card
+    assert "Every resolved argument of DAPOConfig" in dapo_card and "clip_ratio_high: 0.28" in dapo_card
+    assert "Every resolved argument" not in sft_card  # no config object was given for it
     assert "- source: `builtin:tiny`" in dapo_card and "sha256: none (generated in memory)" in dapo_card
     cfg.model.name_or_path = str(tmp_path)  # a local model (the tiny demo's): no base_model, which the Hub would refuse
     (local,) = (_front_matter(p.read_text()) for p in write_model_cards(cfg, out, KINDS)[:1])

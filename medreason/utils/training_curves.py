@@ -71,6 +71,7 @@ def plot_training_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
@@ -83,6 +84,7 @@ def plot_training_curves(
                           label=key.removeprefix(BENCHMARK_PREFIX))
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("step", fontsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.tick_params(labelsize=8)
         axis.grid(alpha=0.3)
         if len(keys) > 1:

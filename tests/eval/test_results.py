@@ -117,6 +117,17 @@ def test_plot_shows_ours_against_the_card_models_at_laptop_size(tmp_path):
         results.plot_series(models=["GPT-5"])
 
 
+def test_plot_draws_other_measured_runs_between_ours_and_the_published(tmp_path):
+    with_ttt, without = results_for("finemedlm", accuracy=0.6), results_for("finemedlm", accuracy=0.4)
+    without.model = "without TTT"
+    names = [name for name, _ in with_ttt.plot_series(also=[without])[1]]
+    assert names == ["my-model", "without TTT", "FineMedLM-o1 (published)"]
+    assert with_ttt.plot_series(also=[without])[1][1][1][0] == pytest.approx(40.0)
+    assert with_ttt.plot(tmp_path / "ttt.png", also=[without]).is_file()
+    with pytest.raises(ValueError, match="was evaluated on"):
+        with_ttt.plot_series(also=[results_for("ii_medical")])
+
+
 def test_save_and_load_round_trip(tmp_path):
     results = results_for("finemedlm")
     loaded = EvalResults.load(results.save(tmp_path / "results.json"))
