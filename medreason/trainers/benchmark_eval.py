@@ -58,6 +58,20 @@ class BenchmarkEvalCallback(TrainerCallback):
         trainer.log(accuracies)
 
 
+def dapo_benchmark_evaluator(args: BenchmarkEvalArguments, output_dir: str, sharded: bool) -> InTrainingEvaluator | None:
+    """DAPO's evaluator (``None`` without ``eval_benchmarks``).
+
+    Raises:
+        ConfigError: under FSDP2, where generation on the main process alone would wait for the other shards.
+    """
+    if not args.eval_benchmarks:
+        return None
+    if sharded:
+        raise ConfigError("eval_benchmarks generates on the main process only, which FSDP2 cannot do: evaluate "
+                          "with an eval stage after the dapo stage, or launch with DDP.")
+    return InTrainingEvaluator(args, output_dir)
+
+
 def add_benchmark_eval(trainer: Trainer, args: BenchmarkEvalArguments, stage_dir: Path, validate: bool) -> None:
     """Add a :class:`BenchmarkEvalCallback` to ``trainer`` when ``args.eval_benchmarks`` is set.
 

@@ -27,7 +27,7 @@ def step_line(metrics: dict[str, float], total_steps: int) -> str:
     train = get("time/step") - generate - get("time/sync")
     tokens_per_second = get("generated_tokens") / generate if generate > 0 else math.nan
     return (
-        f"step {int(metrics['step'])}/{total_steps} | reward {get('reward_mean'):.3f} ± {get('reward_std'):.2f} | "
+        f"step {int(metrics.get('step', 0))}/{total_steps} | reward {get('reward_mean'):.3f} ± {get('reward_std'):.2f} | "
         f"kept {get('kept_groups'):.0f}/{get('generated_groups'):.0f} groups | "
         f"response {get('completion_length_mean'):.0f} tokens ({100 * get('truncation_rate'):.0f}% truncated) | "
         f"{tokens_per_second:.0f} tok/s | {get('time/step'):.1f} s = generate {generate:.1f} + train {train:.1f} + "

@@ -53,9 +53,8 @@ from transformers import (
 from medreason.engines.base import GenerationEngine, SamplingParams
 from medreason.engines.capabilities import PromptEncoder, SleepableEngine, WeightSyncEngine
 from medreason.engines.transformers_engine import TransformersEngine
-from medreason.eval.in_training import InTrainingEvaluator
 from medreason.rewards import RewardFunc, combine_rewards, get_reward, overlong_reward, reward_name
-from medreason.trainers.benchmark_eval import evaluate_benchmarks
+from medreason.trainers.benchmark_eval import dapo_benchmark_evaluator, evaluate_benchmarks
 from medreason.trainers.completions_log import CompletionsLog
 from medreason.trainers.dapo_batch import TrainingSequence, collate, collate_packed, completion_grid
 from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
@@ -188,10 +187,7 @@ class DAPOTrainer:
             raise TypeError(f"{type(self.engine).__name__} has no encode_prompt(prompt) -> list[int]: add it; DAPO needs "
                             "the prompt ids the engine generated from to compute log-probabilities.")
         self.records = self._prepare_records(train_dataset)
-        if args.eval_benchmarks and self.sharded:
-            raise ValueError("eval_benchmarks generates on the main process only, which FSDP2 cannot do: evaluate "
-                             "with an eval stage after the dapo stage, or launch with DDP.")
-        self.benchmark_eval = InTrainingEvaluator(args, args.output_dir) if args.eval_benchmarks else None
+        self.benchmark_eval = dapo_benchmark_evaluator(args, args.output_dir, self.sharded)
         self.stream = PromptStream(len(self.records), args.seed)
         self.group_filter = GroupFilter[Rollout](args.train_prompt_batch_size, args.max_num_gen_batches, args.dynamic_sampling)
         self.lr_scheduler = get_scheduler(
