@@ -11,7 +11,6 @@ from medreason.data.preferences import to_preference_pair
 from medreason.eval.in_training import accuracies_by_step
 from medreason.stage_context import StageContext, StageSpec
 from medreason.testing.tiny_data import tiny_preference_records
-from medreason.trainers.benchmark_eval import add_benchmark_eval
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_trainer import DPOTrainer
 from medreason.trainers.stage_io import (
@@ -56,7 +55,6 @@ def run_dpo_stage(context: StageContext) -> Path:
         reference = AutoModelForCausalLM.from_pretrained(context.reference_path, **init_kwargs)
     tokenizer = load_tokenizer(context.model_path, context.run_cfg.model.chat_template)
     trainer = DPOTrainer(model, reference, args, train_set, eval_set, processing_class=tokenizer)
-    add_benchmark_eval(trainer, args, context.output_dir, validate=eval_set is not None)
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(context.output_dir, context.resume))
 
     logged = [entry for entry in trainer.state.log_history if "rewards/margins" in entry]

@@ -80,3 +80,26 @@ def test_refusals_name_the_field(tiny_model_dir, tmp_path):
     config = CurriculumSFTConfig(output_dir=str(tmp_path / "run"), eval_benchmarks=["tiny_mcq"], **CPU)
     with pytest.raises(ConfigError, match="no validation split: set data.eval_fraction"):
         CurriculumSFTTrainer(str(tiny_model_dir), config, train_dataset=tiny_records(8)).train()
+
+
+def test_dpo_logs_benchmark_accuracy_at_each_evaluation(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medreason.testing import tiny_preference_records
+    from medreason.trainers.dpo_config import DPOConfig
+    from medreason.trainers.dpo_trainer import DPOTrainer
+
+    def args(**extra):
+        return DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, per_device_eval_batch_size=2,
+                         max_steps=2, max_length=256, eval_benchmarks=["tiny_mcq"], eval_benchmark_limit=2,
+                         eval_benchmark_max_tokens=4, **CPU, **extra)
+
+    pairs = tiny_preference_records(6)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    with pytest.raises(ConfigError, match="no validation split"):
+        DPOTrainer(model, None, args(), pairs, processing_class=tokenizer)
+    trainer = DPOTrainer(model, None, args(eval_strategy="steps", eval_steps=1), pairs[:4], pairs[4:],
+                         processing_class=tokenizer)
+    trainer.train()
+    assert [e["step"] for e in trainer.state.log_history if "benchmark/tiny_mcq" in e] == [1, 2]
+    assert all("eval_loss" in e for e in trainer.state.log_history if e.get("step") in (1, 2) and "eval_runtime" in e)
