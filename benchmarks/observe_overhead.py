@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,9 @@ def _history(stage_dir: Path, kind: str) -> list[dict]:
     return json.loads(states[-1].read_text())["log_history"]
 
 
-def writers_ratio(run: Path) -> None:
+def writers_ratio(finished: Path) -> None:
+    run = Path(tempfile.mkdtemp()) / "run"
+    shutil.copytree(finished, run, symlinks=True)  # the writers run on a copy: the run's own cards stay as written
     cfg = OmegaConf.load(run / "config.yaml")
     summary = json.loads((run / "summary.json").read_text())
     kinds = {name: cfg.stages[name].kind for name in cfg.stages}
