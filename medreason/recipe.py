@@ -21,6 +21,7 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 from medreason.curate.stage import CurateConfig, curate_stage_config, run_curate_stage
 from medreason.engines import check_backend_installed
 from medreason.eval.stage import EvalConfig, eval_stage_config, run_eval_stage
+from medreason.hub import hub_targets
 from medreason.stage_context import StageContext, StageSpec
 from medreason.synth.stage import SynthStageConfig, run_synth_stage, synth_stage_config
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig
@@ -77,12 +78,12 @@ DATA_FIELDS = (
 )
 SETTINGS_BLOCKS = tuple(sorted({kind.block for kind in STAGE_KINDS.values()}))
 """Stage keys that hold a kind's settings (each kind uses one of them)."""
-STAGE_FIELDS = ("kind", "data", "init_from", "reference_from", *SETTINGS_BLOCKS)
+STAGE_FIELDS = ("kind", "data", "init_from", "reference_from", "hub", *SETTINGS_BLOCKS)
 
 
 RUN_KEYS = (
     "run_name", "output_dir", "seed", "stage", "resume", "overwrite", "dry_run", "log_level", "trainer", "stages",
-    "launch", "model",
+    "launch", "model", "hub",
 )
 """The top-level settings of ``conf/train.yaml``; a recipe may add values its stages interpolate."""
 
@@ -144,6 +145,7 @@ def validate_run_config(cfg: DictConfig, check_hardware: bool = False) -> dict[s
             raise RecipeError(f"stages.{name}.kind={kind!r} is unknown; choose one of {sorted(STAGE_KINDS)}.")
     _validate_root_keys(cfg)
     _validate_run_wide_trainer(cfg)
+    hub_targets(cfg, {name: cfg.stages[name].kind for name in names})  # a push without a token fails here
     unset = unset_values(cfg)
     if unset and check_hardware:
         raise UnsetValuesError(unset)

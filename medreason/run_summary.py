@@ -13,6 +13,8 @@ from typing import Any
 from medreason.stage_context import read_completion_marker
 
 SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.md"
+"""The run report (:mod:`medreason.run_report`): every stage's curves, model card and reports on one page."""
 REPORT_FILES = ("results.md", "results.png", "dataset_card.md", "report.json", "metrics.json")
 """Files a stage may leave that a reader looks at first, in this order."""
 
@@ -60,5 +62,7 @@ def render_summary(output_dir: Path, kinds: dict[str, str]) -> str:
             lines += ["", f"{name}: model-card table", "", table.read_text(encoding="utf-8").strip()]
     reports = [str(output_dir / name / file) for name in kinds for file in REPORT_FILES
                if (output_dir / name / file).is_file()]
+    if (output_dir / REPORT_FILE).is_file():
+        reports.insert(0, str(output_dir / REPORT_FILE))
     lines += ["", f"Summary: {output_dir / SUMMARY_FILE}"] + [f"Report: {path}" for path in reports]
     return "\n".join(lines)

@@ -24,6 +24,8 @@ from medreason.utils.config_errors import ConfigError
 
 COMPLETE_MARKER = "stage_complete.json"
 FAILED_NOTE = "stage_failed.txt"
+TRAINING_KINDS = ("sft", "dpo", "dapo")
+"""Stage kinds that write a model of their own to ``final/``."""
 
 
 @dataclass(frozen=True)

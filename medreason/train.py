@@ -25,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from medreason.config import config_dir
+from medreason.hub import push_to_hub
+from medreason.model_card import write_model_cards
 from medreason.recipe import (
     STAGE_KINDS,
     RecipeError,
@@ -33,6 +35,7 @@ from medreason.recipe import (
     stage_names,
     validate_run_config,
 )
+from medreason.run_report import write_report
 from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
@@ -66,6 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
     if all(markers.values()) and not cfg.overwrite:
         logger.info("Every stage of this run already finished in %s; overwrite=true trains them again.", output_dir)
         if state.is_main_process:
+            push_to_hub(cfg, output_dir, kinds)  # resumes an upload an earlier run did not finish
             print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
         return {name: Path(marker["final_dir"]) for name, marker in markers.items()}
     if not state.is_main_process:
@@ -118,6 +122,9 @@ def _run_stages(
         logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
     if state.is_main_process:
         write_summary(output_dir, names, starts, seconds)
+        write_model_cards(cfg, output_dir, kinds, configs)  # after the eval stages: the cards carry their results
+        write_report(output_dir, cfg.run_name, kinds)
+        push_to_hub(cfg, output_dir, kinds)  # last: the cards it uploads carry the eval results
         print(render_summary(output_dir, kinds))  # noqa: T201 - the run's result, for the terminal
     return finals
 

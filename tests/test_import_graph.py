@@ -26,8 +26,11 @@ The units are layered: each imports only units listed before it in :data:`LAYERS
 - ``eval``: benchmark registry, runner, reports and the with/without-TTT comparison.
 - ``synth``, ``curate``: the data pipelines; ``curate`` decontaminates against ``eval``'s suites.
 - ``trainers``: SFT, DPO and DAPO, and their stages.
+- ``hub``: which stages a run pushes to the Hugging Face Hub (checked with the recipe) and the upload.
 - ``recipe``: the stage kinds (each kind's config class, builder and runner, imported normally) and
   validation of a run config; it sits above every stage kind.
+- ``model_card``, ``run_report``: the ``README.md`` of every trained model and the run's ``report.md``,
+  read from the finished run's files.
 - ``train``: the Hydra entry point.
 - ``medreason``: the top-level facade (lazy, for import speed).
 """
@@ -57,7 +60,10 @@ LAYERS = (
     "synth",
     "curate",
     "trainers",
+    "hub",
     "recipe",
+    "model_card",
+    "run_report",
     "train",
     "medreason",
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
@@ -65,6 +66,18 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
     assert 0.0 <= rubric["metrics"]["accuracies"]["tiny_rubric"] <= 1.0
     assert "Tiny rubric" in (tmp_path / "eval_rubric" / "results.md").read_text()
     assert not (tmp_path / "hydra").exists()
+    # what a reader opens: completions, curves, model cards with the eval results, the run report
+    assert sorted(p.name for p in (tmp_path / "dapo" / "completions").iterdir()) == [f"step-{n}.jsonl" for n in (1, 2, 3)]
+    for name in ("sft_all", "sft_endocrinology", "dpo", "dapo"):
+        assert (tmp_path / name / "curves.png").read_bytes()[:4] == b"\x89PNG"
+        card = (tmp_path / name / "final" / "README.md").read_text()
+        assert yaml.safe_load(card.split("---\n")[1])["library_name"] == "transformers"
+    dapo_card = yaml.safe_load((tmp_path / "dapo" / "final" / "README.md").read_text().split("---\n")[1])
+    (accuracy,) = dapo_card["model-index"][0]["results"]
+    assert accuracy["dataset"]["type"] == "tiny_mcq" and len(accuracy["metrics"]) == 2  # without and with TTT
+    report = (tmp_path / "report.md").read_text()
+    assert "![dapo training curves](dapo/curves.png)" in report and "[model card](dapo/final/README.md)" in report
+    assert "Tiny MCQ" in report and "![eval results](eval/results.png)" in report
 
 
 def test_stages_chain_and_resume_skips_finished_stages(tmp_path):

@@ -50,6 +50,7 @@ class PublishedTable:
         stderr: Whether the card prints "score ± standard error".
         digits: Decimals the card prints.
         rows: The published models.
+        card_models: The models whose card this suite reproduces (the rows a results plot shows beside ours).
     """
 
     suite: str
@@ -59,6 +60,7 @@ class PublishedTable:
     stderr: bool
     digits: int
     rows: tuple[PublishedRow, ...]
+    card_models: tuple[str, ...] = ()
 
 
 @cache
@@ -96,4 +98,5 @@ def published_table(suite: str) -> PublishedTable | None:
         stderr=table["stderr"],
         digits=table["digits"],
         rows=rows,
+        card_models=tuple(table.get("card_models", ())),
     )

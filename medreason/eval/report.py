@@ -26,6 +26,7 @@ def evaluate_and_report(
     to ``report_dir`` (default: the results' own directory). Returns the results (with TTT: the TTT
     run), the table and extra metrics."""
     metrics: dict[str, Any] = {}
+    also: list[EvalResults] = []  # other measured rows of the plot
     if "judge" in evaluate_kwargs:  # a rubric suite (EvalConfig.evaluate_kwargs adds its judge)
         from medreason.eval.rubric_eval import evaluate_rubric_suite
 
@@ -35,11 +36,12 @@ def evaluate_and_report(
         without, results = evaluate_from_config(model, suite, dict(ttt), **evaluate_kwargs)
         table = side_by_side_table(without, results)
         metrics = {"accuracies_without_ttt": without.accuracies, "average_without_ttt": without.average}
+        also = [without]
     else:
         results = evaluate(model, suite=suite, **evaluate_kwargs)
         table = results.table()
     report_dir = Path(report_dir or results.output_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "results.md").write_text(table + "\n", encoding="utf-8")
-    results.plot(report_dir / "results.png")
+    results.plot(report_dir / "results.png", also=also)
     return results, table, metrics

@@ -149,18 +149,58 @@ class EvalResults:
         lines.append(f"| **{self.model}** | " + " | ".join([*ours, _fmt(100 * self.average, digits)]) + " |")
         return "\n".join(lines)
 
+    def plot_series(
+        self, published: bool = True, models: Sequence[str] | None = None, also: Sequence[EvalResults] = ()
+    ) -> tuple[list[str], list[tuple[str, list[float]]]]:
+        """What :meth:`plot` draws: the benchmark labels (average last) and (name, percent per label) per
+        model: ours first, then ``also`` (other measured runs on the same benchmarks, e.g. without
+        test-time training), then the published models; ``NaN`` where a model has no score.
+
+        >>> r = EvalResults("mine", [BenchmarkResult("medqa", "MedQA", 0.5, 0.1, 10, 1)])
+        >>> r.plot_series()
+        (['MedQA', 'Avg'], [('mine', [50.0, 50.0])])
+        """
+        card, columns, cells = self._layout()
+        labels = [*columns, card.average if card else "Avg"]
+        series: list[tuple[str, list[float]]] = [
+            (self.model, [*(math.nan if c is None else 100 * c.accuracy for c in cells), 100 * self.average])
+        ]
+        for other in also:
+            other_labels, (measured, *_) = other.plot_series(published=False)
+            if other_labels[:-1] != labels[:-1]:
+                raise ValueError(f"{other.model} was evaluated on {other_labels[:-1]}, not on {labels[:-1]}.")
+            series.append(measured)
+        if published and card is not None:
+            chosen = card.card_models if models is None else models
+            unknown = sorted(set(chosen) - {row.model for row in card.rows})
+            if unknown:
+                raise ValueError(f"models={unknown} are not in the {card.suite} table; choose from "
+                                 f"{[row.model for row in card.rows]}.")
+            for row in card.rows:
+                if row.model in chosen:
+                    padded = list(row.scores) + [math.nan] * (len(columns) - len(row.scores))
+                    series.append((f"{row.model} (published)", [*padded, row.average]))
+        return labels, series
+
     def plot(
         self,
         path: str | os.PathLike | None = None,
         published: bool = True,
         models: Sequence[str] | None = None,
+        also: Sequence[EvalResults] = (),
     ) -> Path:
-        """Save a grouped bar chart of accuracy per benchmark (ours beside the published models) as PNG.
+        """Save a PNG of our accuracy per benchmark beside the card's published model(s), values labelled.
+
+        One horizontal group per benchmark (and the average), our model first and outlined, at ~800 px
+        wide so it reads on a laptop screen. The full comparison with every published model is
+        :meth:`table` (``results.md``): a dozen models in one chart hide the one that was measured.
 
         Args:
             path: Output file; default ``<output_dir>/results.png`` (or ``./results.png``).
-            published: Include the model card's published models.
-            models: Only these published models (default all of them).
+            published: Include published models.
+            models: The published models to show; default the ones whose card the suite reproduces
+                (``PublishedTable.card_models``, e.g. II-Medical-8B and II-Medical-7B-Preview).
+            also: Other measured runs drawn after ours (the eval stage passes the run without test-time training).
 
         Returns:
             The path written.
@@ -170,39 +210,33 @@ class EvalResults:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        card, columns, cells = self._layout()
-        labels = [*columns, card.average if card else "Avg"]
-        series: list[tuple[str, list[float]]] = []
-        if published and card is not None:
-            for row in card.rows:
-                if models is None or row.model in models:
-                    padded = list(row.scores) + [math.nan] * (len(columns) - len(row.scores))
-                    series.append((row.model, [*padded, row.average]))
-        ours = [math.nan if c is None else 100 * c.accuracy for c in cells]
-        series.append((self.model, [*ours, 100 * self.average]))
-
-        width = 0.8 / len(series)
-        figure, axes = plt.subplots(figsize=(max(6.0, 0.35 * len(labels) * len(series) + 2), 4.5))
+        labels, series = self.plot_series(published, models, also)
+        measured = 1 + len(also)
+        bar = 0.8 / len(series)
+        figure, axes = plt.subplots(figsize=(8.0, 1.4 + 0.22 * len(labels) * len(series)))
+        colours = ["#1f4e79", "#6fa8dc", "#9fc5e8"][:measured] + ["#bdbdbd", "#e6a96b", "#9fc5a8", "#d5a6bd"]
         for index, (name, values) in enumerate(series):
-            positions = [x + (index - (len(series) - 1) / 2) * width for x in range(len(labels))]
-            is_ours = index == len(series) - 1
-            axes.bar(
-                positions,
-                values,
-                width,
-                label=name,
-                edgecolor="black" if is_ours else None,
-                linewidth=1.2 if is_ours else 0,
-            )
-        axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-        axes.set_ylabel("accuracy (%)")
-        axes.set_ylim(0, 100)
-        axes.set_title(card.title if card else f"{self.model}: accuracy per benchmark", fontsize=10)
-        axes.legend(fontsize=7, ncol=2 if len(series) > 6 else 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            positions = [y + (index - (len(series) - 1) / 2) * bar for y in range(len(labels))]
+            label = name if len(name) <= 48 else "…" + name[-47:]  # checkpoint paths are long
+            bars = axes.barh(positions, [0.0 if math.isnan(v) else v for v in values], bar, label=label,
+                             color=colours[index % len(colours)], edgecolor="black" if index == 0 else "none")
+            for rectangle, value in zip(bars, values, strict=True):
+                text = "not run" if math.isnan(value) else f"{value:.1f}"
+                axes.text(rectangle.get_width() + 0.8, rectangle.get_y() + rectangle.get_height() / 2, text,
+                          va="center", fontsize=7, fontweight="bold" if index < measured else "normal")
+        axes.set_yticks(range(len(labels)), labels, fontsize=9)
+        axes.invert_yaxis()  # first benchmark on top, the average last
+        axes.set_xlim(0, 110)
+        axes.set_xlabel("accuracy (%)")
+        axes.grid(axis="x", alpha=0.3)
+        published_shown = len(series) > measured
+        axes.set_title("accuracy per benchmark" + (": measured vs the published card" if published_shown else ""),
+                       fontsize=10, pad=12 + 12 * math.ceil(len(series) / 2))
+        axes.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
         figure.tight_layout()
         path = Path(path) if path is not None else Path(self.output_dir or ".") / "results.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=100)
         plt.close(figure)
         return path
 

@@ -8,6 +8,7 @@ from typing import Any
 from trl import SFTConfig
 
 from medreason.data.records import FORMATS, TARGETS
+from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.config_checks import check_training_config
 from medreason.utils.config_errors import FieldError
 
@@ -84,7 +85,7 @@ class SFTStage:
 
 
 @dataclass
-class CurriculumSFTConfig(SFTConfig):
+class CurriculumSFTConfig(BenchmarkEvalArguments, SFTConfig):
     """``trl.SFTConfig`` plus an ordered list of curriculum stages.
 
     Every ``SFTConfig`` field is the default for all stages; each :class:`SFTStage` overrides what
@@ -101,6 +102,8 @@ class CurriculumSFTConfig(SFTConfig):
         data_format: Record shape, ``"auto"`` or one of ``medreason.data.records.FORMATS``.
         data_target: For ``question_cot_response`` records: ``think_response``, ``cot`` or ``response``.
         system_prompt: Optional system message prepended to every prompt.
+
+    In-training benchmark evaluation: :class:`~medreason.eval.in_training.BenchmarkEvalArguments`.
     """
 
     # TRL defaults gradient_checkpointing=True through the deprecated name, which warns on every
@@ -125,6 +128,7 @@ class CurriculumSFTConfig(SFTConfig):
 
     def __post_init__(self) -> None:
         check_training_config(self)
+        self.check_benchmark_eval()
         if self.data_format not in ("auto", *FORMATS):
             raise FieldError("data_format", self.data_format, f"must be 'auto' or one of {FORMATS}.")
         if self.data_target not in TARGETS:

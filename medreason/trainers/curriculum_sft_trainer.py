@@ -28,8 +28,10 @@ from trl import SFTConfig, SFTTrainer
 from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory, select_records
 from medreason.data.records import RecordConverter
+from medreason.eval.in_training import accuracies_by_step
 from medreason.stage_context import finished_stage
 from medreason.trainers.batch_size import accumulation_steps
+from medreason.trainers.benchmark_eval import add_benchmark_eval
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
 from medreason.trainers.stage_io import (
     best_checkpoint_args,
@@ -157,7 +159,7 @@ class CurriculumSFTTrainer:
             stage.name, len(train_set), len(eval_set or []), stage_args.learning_rate, stage_args.num_train_epochs,
             stage_args.per_device_train_batch_size * stage_args.gradient_accumulation_steps * stage_args.world_size,
         )
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=self.model,
             args=stage_args,
             train_dataset=train_set,
@@ -166,6 +168,8 @@ class CurriculumSFTTrainer:
             peft_config=self.peft_config if first else None,
             callbacks=self.callbacks,
         )
+        add_benchmark_eval(trainer, self.args, Path(stage_args.output_dir), validate=eval_set is not None)
+        return trainer
 
     def _train_stage(self, stage: SFTStage, stage_dir: Path, resume: bool, first: bool) -> StageResult:
         trainer = self.build_stage_trainer(stage, first)
@@ -188,7 +192,7 @@ class CurriculumSFTTrainer:
         base["run_name"] = f"{self.args.run_name or Path(self.args.output_dir).name}/{stage.name}"
         base["completion_only_loss"] = True
         base["model_init_kwargs"] = None  # the model is already loaded
-        base = best_checkpoint_args(base, validate)
+        base = best_checkpoint_args(base, validate, self.args.best_checkpoint_benchmark)
         global_batch = stage.global_batch_size or self.args.global_batch_size
         if global_batch is not None:
             base["gradient_accumulation_steps"] = accumulation_steps(
@@ -210,6 +214,7 @@ class CurriculumSFTTrainer:
             "best_checkpoint": state.best_model_checkpoint,
             "best_eval_loss": min(eval_losses) if eval_losses else None,
             "eval_losses": eval_losses,
+            "benchmark_accuracies": accuracies_by_step(state.log_history),
             "num_tokens": max((entry.get("num_tokens", 0) for entry in state.log_history), default=0),
             **peak_memory_metrics(trainer.accelerator.device),
             **train_metrics,

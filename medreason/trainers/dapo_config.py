@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.config_checks import check_training_config, reject_ignored_fields
 from medreason.trainers.dapo_loss import LOSS_AGG_MODES
 from medreason.utils.config_errors import FieldError
@@ -17,7 +18,7 @@ USED_TRAINING_ARGUMENTS = (
     "output_dir", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps",
     "lr_scheduler_type", "lr_scheduler_kwargs", "max_grad_norm", "max_steps", "num_train_epochs", "seed",
     "logging_steps", "save_steps", "save_total_limit", "report_to", "run_name", "activation_checkpointing",
-    "gradient_checkpointing", "bf16", "use_cpu",
+    "gradient_checkpointing", "bf16", "use_cpu", "eval_steps",
     # set by launchers, read by accelerate from the environment
     "local_rank",
 )
@@ -40,7 +41,7 @@ IGNORED_FIELD_HINTS = {
 
 
 @dataclass
-class DAPOConfig(TrainingArguments):
+class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
     r"""Settings of a DAPO run. Defaults not marked otherwise are the II-Medical-7B-Preview card's RL stage.
 
     Subclasses :class:`transformers.TrainingArguments` (the base of every TRL config) rather than
@@ -124,6 +125,15 @@ class DAPOConfig(TrainingArguments):
         overlong_penalty_factor (`float`, defaults to `1.0`): Penalty at ``max_completion_length``.
         mask_truncated_completions (`bool`, defaults to `False`): Leave truncated responses out of the loss.
         truncation_warning_threshold (`float`, defaults to `0.1`): Warn when more responses than this are truncated.
+
+        > Observing training
+
+        log_completions_steps (`int`, defaults to `10`): Every this many steps write a sample of prompt groups
+            (completions, per-reward scores, advantages, lengths) to ``completions/step-N.jsonl`` and the
+            trackers (:mod:`~medreason.trainers.completions_log`); 0 turns it off.
+        log_completions_groups (`int`, defaults to `4`): Prompt groups in that sample (bounds its size).
+        eval_steps (`int`, *optional*): With ``eval_benchmarks``, evaluate them every this many steps through the
+            rollout engine (:class:`~medreason.eval.in_training.BenchmarkEvalArguments`; main process).
 
     >>> config = DAPOConfig(output_dir="/tmp/dapo", use_cpu=True, train_prompt_batch_size=4, gen_prompt_batch_size=8,
     ...                     mini_batch_size=2, num_generations=4)
@@ -213,13 +223,18 @@ class DAPOConfig(TrainingArguments):
     truncation_warning_threshold: float = field(
         default=0.1, metadata={"help": "Warn when the truncated fraction of responses exceeds this."}
     )
+    log_completions_steps: int = field(
+        default=10, metadata={"help": "Write a sample of completions every this many steps (0: never)."}
+    )
+    log_completions_groups: int = field(default=4, metadata={"help": "Prompt groups per completions sample."})
 
     def __post_init__(self) -> None:
         check_training_config(
             self,
             {"num_generations": 2, "train_prompt_batch_size": 1, "gen_prompt_batch_size": 1, "mini_batch_size": 1,
              "max_completion_length": 1, "max_prompt_length": 1, "micro_batch_token_budget": 1,
-             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0},
+             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0,
+             "log_completions_steps": 0, "log_completions_groups": 1},
             exclusive=("weight_sync_bucket_mb", "temperature"),
         )
         if self.max_num_gen_batches is not None and self.max_num_gen_batches < 1:
@@ -227,6 +242,12 @@ class DAPOConfig(TrainingArguments):
                 "max_num_gen_batches", self.max_num_gen_batches,
                 "must be >= 1 (card: 10); null means no limit, which loops forever when no prompt group varies in reward.",
             )
+        self.check_benchmark_eval()
+        if self.eval_benchmarks and (self.eval_steps is None or self.eval_steps < 1 or self.eval_steps != int(self.eval_steps)):
+            raise FieldError("eval_steps", self.eval_steps, "must be a whole number of training steps >= 1 with eval_benchmarks.")
+        if self.best_checkpoint_benchmark is not None:
+            raise FieldError("best_checkpoint_benchmark", self.best_checkpoint_benchmark,
+                             "is not supported by DAPO (its final/ is the last step's policy); set it on SFT or DPO stages.")
         reject_ignored_fields(self, TrainingArguments, [*USED_TRAINING_ARGUMENTS, *_own_fields()], IGNORED_FIELD_HINTS)
         super().__post_init__()
         for name in ("save_steps", "logging_steps"):

@@ -23,8 +23,10 @@ from medreason.tasks.prompts import PromptTemplate
 from medreason.tasks.rubric import to_rubric_record
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
-from medreason.trainers.dapo_trainer import DAPOTrainer
+from medreason.trainers.dapo_trainer import METRICS_FILE, DAPOTrainer
 from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, selected_records
+from medreason.utils.jsonl import read_jsonl
+from medreason.utils.training_curves import CURVES_FILE, plot_training_curves
 
 
 def mcq_prompts(records: list[dict[str, Any]], positions: list[str], source: str, template: PromptTemplate) -> list[dict[str, Any]]:
@@ -107,7 +109,9 @@ def run_dapo_stage(context: StageContext) -> Path:
         trainer = DAPOTrainer(model, args, rows, processing_class=tokenizer, engine=engine)
         metrics = trainer.train(resume_from_checkpoint=bool(context.resume))
         trainer.save_model(context.final_dir)
-        if trainer.accelerator.is_main_process:
+        if trainer.accelerator.is_main_process:  # every step since the first, resumed runs included
+            history = [entry for _, entry in read_jsonl(context.output_dir / METRICS_FILE)]
+            plot_training_curves(history, context.output_dir / CURVES_FILE, f"{context.name} (dapo)")
             mark_stage_complete(context, {"global_step": trainer.global_step, **metrics})
     finally:
         if engine is not None:  # colocated vLLM holds a share of every GPU the next stage wants back

@@ -54,6 +54,8 @@ from medreason.engines.base import GenerationEngine, SamplingParams
 from medreason.engines.capabilities import PromptEncoder, SleepableEngine, WeightSyncEngine
 from medreason.engines.transformers_engine import TransformersEngine
 from medreason.rewards import RewardFunc, combine_rewards, get_reward, overlong_reward, reward_name
+from medreason.trainers.benchmark_eval import dapo_benchmark_evaluator, evaluate_benchmarks
+from medreason.trainers.completions_log import CompletionsLog
 from medreason.trainers.dapo_batch import TrainingSequence, collate, collate_packed, completion_grid
 from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from medreason.trainers.dapo_config import DAPOConfig
@@ -67,6 +69,7 @@ from medreason.trainers.dapo_loss import (
     selective_log_softmax,
     token_entropy,
 )
+from medreason.trainers.dapo_progress import step_bar, step_line
 from medreason.trainers.dynamic_sampling import (
     GroupFilter,
     PromptStream,
@@ -158,6 +161,10 @@ class DAPOTrainer:
         self.reward_names = [reward_name(reward) for reward in self.reward_funcs]
         self.reward_weights = list(args.reward_weights) if args.reward_weights is not None else [1.0] * len(self.reward_funcs)
         self._check_rewards()
+        self.completions_log = CompletionsLog(
+            self.accelerator, args.output_dir, args.log_completions_steps, args.log_completions_groups, self.reward_names,
+            args.max_completion_length - args.overlong_buffer_length, args.advantage_eps,
+        )
 
         world = self.accelerator.num_processes
         if args.gen_prompt_batch_size % world or (args.mini_batch_size * args.num_generations) % world:
@@ -182,6 +189,7 @@ class DAPOTrainer:
             raise TypeError(f"{type(self.engine).__name__} has no encode_prompt(prompt) -> list[int]: add it; DAPO needs "
                             "the prompt ids the engine generated from to compute log-probabilities.")
         self.records = self._prepare_records(train_dataset)
+        self.benchmark_eval = dapo_benchmark_evaluator(args, args.output_dir, self.sharded)
         self.stream = PromptStream(len(self.records), args.seed)
         self.group_filter = GroupFilter[Rollout](args.train_prompt_batch_size, args.max_num_gen_batches, args.dynamic_sampling)
         self.lr_scheduler = get_scheduler(
@@ -279,6 +287,8 @@ class DAPOTrainer:
             scores = per_function[self.reward_names.index(args.filter_groups_metric)]
             filter_values = torch.tensor([math.nan if s is None else float(s) for s in scores])
         self._round_scores.append((per_function, [len(x) for x in ids], truncated))
+        self.completions_log.add_round(self.global_step + 1, [record["prompt"] for record in records], texts, per_function,
+                                       total, filter_values, [len(x) for x in ids], truncated)
         # int32 tensors: ~4 bytes a token instead of ~36 for Python ints (24,576 long responses per card round).
         ids = [torch.tensor(x, dtype=torch.int32) for x in ids]
         groups = [
@@ -483,6 +493,7 @@ class DAPOTrainer:
             if mini_batch:  # empty only when every response of the mini-batch was skipped, on all ranks alike
                 self._update(mini_batch, totals)
         self.lr_scheduler.step()
+        updated = time.perf_counter()
         if isinstance(self.engine, SleepableEngine):
             self.engine.wake_up()
         if isinstance(self.engine, WeightSyncEngine):  # once per step: the engine only samples at the next one
@@ -492,7 +503,7 @@ class DAPOTrainer:
         metrics.update(self._update_metrics(totals), learning_rate=self.lr_scheduler.get_last_lr()[0],
                        epoch=self.stream.epochs_done)
         times = {"generate": generated - start, "old_logprob": old_done - generated, "reference": ref_done - old_done,
-                 "train": trained - ref_done, "step": trained - start}
+                 "train": updated - ref_done, "sync": trained - updated, "step": trained - start}
         return metrics | {f"time/{phase}": seconds for phase, seconds in times.items()}
 
     def sync_weights(self) -> None:
@@ -551,13 +562,20 @@ class DAPOTrainer:
                 self.stream.epochs_done, self.args.num_train_epochs,
             )
         metrics: dict[str, float] = {}
+        bar = step_bar(self.total_steps, self.global_step, self.accelerator.is_main_process)
         while not self._finished():
             metrics = self.training_step()
             self.global_step += 1
             metrics["step"] = self.global_step
+            if self.benchmark_eval is not None and self.global_step % int(self.args.eval_steps) == 0:
+                metrics.update(evaluate_benchmarks(self.benchmark_eval, self.engine, self.global_step,
+                                                   self.accelerator.is_main_process, self.accelerator.num_processes > 1))
             self.log(metrics)
+            self.completions_log.flush(self.global_step)
+            bar.update(1)
             if self.global_step % int(self.args.save_steps) == 0 or self._finished():
                 self.save_checkpoint()
+        bar.close()
         # Not accelerator.end_training(): it also destroys the process group, which save_model and the
         # recipe's later stages still need.
         for tracker in self.accelerator.trackers:
@@ -574,8 +592,7 @@ class DAPOTrainer:
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(metrics) + "\n")
         if self.global_step % max(int(self.args.logging_steps), 1) == 0:
-            shown = ("reward_mean", "kept_group_ratio", "truncation_rate", "entropy", "loss", "time/step")
-            logger.info("step %d: %s", self.global_step, ", ".join(f"{k}={metrics.get(k, math.nan):.4g}" for k in shown))
+            logger.info(step_line(metrics, self.total_steps))
 
     def save_checkpoint(self) -> Path:
         """Save policy, optimizer, scheduler, RNG states, data position and step to ``checkpoint-<step>``."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig as TRLDPOConfig
 
+from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.batch_size import accumulation_steps
 from medreason.trainers.config_checks import check_training_config
 from medreason.utils.config_errors import FieldError
@@ -14,7 +15,7 @@ OVERLENGTH_POLICIES = ("truncate", "drop", "error")
 
 
 @dataclass
-class DPOConfig(TRLDPOConfig):
+class DPOConfig(BenchmarkEvalArguments, TRLDPOConfig):
     """``trl.DPOConfig`` plus what long medical preference pairs need.
 
     The loss is TRL's (``loss_type`` defaults to ``"sigmoid"``, the DPO paper's
@@ -48,6 +49,7 @@ class DPOConfig(TRLDPOConfig):
 
     def __post_init__(self) -> None:
         check_training_config(self)
+        self.check_benchmark_eval()
         if self.overlength_policy not in OVERLENGTH_POLICIES:
             raise FieldError("overlength_policy", self.overlength_policy, f"must be one of {OVERLENGTH_POLICIES}.")
         super().__post_init__()

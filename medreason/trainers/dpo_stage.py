@@ -8,6 +8,7 @@ import datasets
 from transformers import AutoModelForCausalLM
 
 from medreason.data.preferences import to_preference_pair
+from medreason.eval.in_training import accuracies_by_step
 from medreason.stage_context import StageContext, StageSpec
 from medreason.testing.tiny_data import tiny_preference_records
 from medreason.trainers.dpo_config import DPOConfig
@@ -28,7 +29,7 @@ def dpo_stage_config(spec: StageSpec) -> DPOConfig:
     validate = bool(spec.data is not None and spec.data.get("eval_fraction"))
     return DPOConfig(
         output_dir=str(spec.output_dir), run_name=f"{spec.run_cfg.run_name}/{spec.name}", seed=spec.run_cfg.seed,
-        **best_checkpoint_args(spec.settings, validate),
+        **best_checkpoint_args(spec.settings, validate, spec.settings.get("best_checkpoint_benchmark")),
     )
 
 
@@ -69,6 +70,7 @@ def run_dpo_stage(context: StageContext) -> Path:
         "reward_margins": [entry["rewards/margins"] for entry in logged],
         "peak_memory": {k: v for entry in logged for k, v in entry.items() if k.startswith("memory/")},
         "reference": context.reference_path,
+        "benchmark_accuracies": accuracies_by_step(trainer.state.log_history),
         **output.metrics,
     }
     return save_stage_result(trainer, context.output_dir, context.name, "dpo", metrics, tokenizer)

@@ -9,6 +9,7 @@ dropping, and peak memory in the training logs (FineMedLM-o1's long-form pairs r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -18,6 +19,7 @@ from trl import DPOTrainer as TRLDPOTrainer
 from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory
 from medreason.data.preferences import to_preference_pair
+from medreason.trainers.benchmark_eval import add_benchmark_eval
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.utils.jsonl import RecordError
 from medreason.utils.logging import get_logger
@@ -83,6 +85,7 @@ class DPOTrainer(TRLDPOTrainer):
             peft_config=peft_config,
             callbacks=callbacks,
         )
+        add_benchmark_eval(self, args, Path(args.output_dir), validate=eval_dataset is not None)
 
     def _validated(self, data: Any, name: str) -> datasets.Dataset:
         """Convert every record to a conversational pair, failing on the first bad one with its position."""

@@ -99,6 +99,9 @@ def rollout_metrics(
         "completion_length_max": float(max(lengths, default=0)),
         "truncation_rate": sum(truncated) / max(len(truncated), 1),
         "kept_group_ratio": stats.kept_group_ratio,
+        "kept_groups": float(stats.kept_groups),
+        "generated_groups": float(stats.generated_groups),
+        "generated_tokens": float(sum(lengths)),
         "generation_rounds": float(stats.generation_batches),
     })
     return metrics

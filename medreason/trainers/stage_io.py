@@ -15,6 +15,7 @@ from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory, load_records, select_records
 from medreason.stage_context import StageContext, write_completion_marker
 from medreason.utils.logging import get_logger
+from medreason.utils.training_curves import CURVES_FILE, plot_training_curves
 
 logger = get_logger(__name__)
 
@@ -66,12 +67,14 @@ def save_stage_result(
     trainer: Trainer, stage_dir: Path, name: str, kind: str, metrics: dict[str, Any],
     tokenizer: PreTrainedTokenizerBase,
 ) -> Path:
-    """Save the stage's model and tokenizer to ``stage_dir/final``, its ``metrics.json``, then the marker."""
+    """Save the stage's model and tokenizer to ``stage_dir/final``, its ``metrics.json`` and training curves
+    (``curves.png``), then the marker."""
     final_dir = stage_dir / "final"
     trainer.save_model(str(final_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(final_dir)
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        plot_training_curves(trainer.state.log_history, stage_dir / CURVES_FILE, f"{name} ({kind})")
         write_completion_marker(stage_dir, name, kind, metrics)
     trainer.accelerator.wait_for_everyone()
     return final_dir
@@ -93,8 +96,10 @@ def split_for_validation(
     return split["train"], split["test"]
 
 
-def best_checkpoint_args(args: dict[str, Any], validate: bool) -> dict[str, Any]:
-    """Trainer arguments that evaluate on the held-out set and end on the lowest-validation-loss checkpoint.
+def best_checkpoint_args(args: dict[str, Any], validate: bool, benchmark: str | None = None) -> dict[str, Any]:
+    """Trainer arguments that evaluate on the held-out set and end on the lowest-validation-loss checkpoint,
+    or with ``benchmark`` on the one with the highest in-training accuracy on it
+    (:mod:`~medreason.trainers.benchmark_eval` adds it to the evaluation metrics).
 
     Evaluation and saving happen every epoch unless ``args`` already chose an ``eval_strategy``.
     """
@@ -103,4 +108,7 @@ def best_checkpoint_args(args: dict[str, Any], validate: bool) -> dict[str, Any]
         return {**args, "eval_strategy": "no", "load_best_model_at_end": False}
     if args.get("eval_strategy", "no") == "no":
         args["eval_strategy"] = args["save_strategy"] = "epoch"
+    if benchmark is not None:
+        return {**args, "load_best_model_at_end": True, "metric_for_best_model": f"benchmark/{benchmark}",
+                "greater_is_better": True}
     return {**args, "load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}

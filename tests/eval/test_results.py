@@ -101,6 +101,33 @@ def test_plot_writes_a_png(tmp_path):
     assert ad_hoc.plot() == tmp_path / "out" / "results.png" and ad_hoc.plot().is_file()
 
 
+def test_plot_shows_ours_against_the_card_models_at_laptop_size(tmp_path):
+    import matplotlib.image
+
+    results = results_for("ii_medical", accuracy=0.6)
+    labels, series = results.plot_series()
+    assert labels[-1] == "Avg" and len(labels) == 11
+    assert [name for name, _ in series] == ["my-model", "II-Medical-8B (published)", "II-Medical-7B-Preview (published)"]
+    assert series[0][1][0] == pytest.approx(60.0) and series[1][1][0] == 71.57
+    height, width = matplotlib.image.imread(results.plot(tmp_path / "chart.png")).shape[:2]
+    assert width <= 1000 and height <= 1200  # the old 12-model chart was 5322 x 540
+    chosen = results.plot_series(models=["M1"])[1]
+    assert [name for name, _ in chosen] == ["my-model", "M1 (published)"]
+    with pytest.raises(ValueError, match="GPT-5"):
+        results.plot_series(models=["GPT-5"])
+
+
+def test_plot_draws_other_measured_runs_between_ours_and_the_published(tmp_path):
+    with_ttt, without = results_for("finemedlm", accuracy=0.6), results_for("finemedlm", accuracy=0.4)
+    without.model = "without TTT"
+    names = [name for name, _ in with_ttt.plot_series(also=[without])[1]]
+    assert names == ["my-model", "without TTT", "FineMedLM-o1 (published)"]
+    assert with_ttt.plot_series(also=[without])[1][1][1][0] == pytest.approx(40.0)
+    assert with_ttt.plot(tmp_path / "ttt.png", also=[without]).is_file()
+    with pytest.raises(ValueError, match="was evaluated on"):
+        with_ttt.plot_series(also=[results_for("ii_medical")])
+
+
 def test_save_and_load_round_trip(tmp_path):
     results = results_for("finemedlm")
     loaded = EvalResults.load(results.save(tmp_path / "results.json"))
