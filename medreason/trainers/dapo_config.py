@@ -98,6 +98,10 @@ class DAPOConfig(TrainingArguments):
         micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response; real tokens with
             ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default:
             two full-length sequences).
+        fused_logprobs (`bool`, defaults to `True`): Compute log-probs and entropy from the last hidden states and
+            the LM head ``logprob_chunk_size`` positions at a time, recomputing each chunk in the backward pass
+            (:mod:`medreason.trainers.fused_logprobs`): no ``[tokens x vocab]`` logits. ``False``: the dense path.
+        logprob_chunk_size (`int`, defaults to `1024`): Positions whose float32 logits exist at once.
         padding_free (`bool`, defaults to `False`): Pack each micro-batch's sequences back to back in one row,
             with no padding (``position_ids`` restart per sequence; transformers masks across them), so the
             budget counts real tokens only. Use it with ``attn_implementation: flash_attention_2`` (varlen
@@ -182,6 +186,14 @@ class DAPOConfig(TrainingArguments):
     micro_batch_token_budget: int = field(
         default=28672, metadata={"help": "Padded (padding_free: real) tokens per forward/backward micro-batch and device."}
     )
+    fused_logprobs: bool = field(
+        default=True,
+        metadata={"help": "Log-probs and entropy from hidden states and LM head, logprob_chunk_size positions at a time, "
+                          "recomputed in backward: no [tokens x vocab] logits (medreason.trainers.fused_logprobs)."},
+    )
+    logprob_chunk_size: int = field(
+        default=1024, metadata={"help": "Positions whose float32 logits exist at once (1024 x 152k vocab: 0.6 GB)."}
+    )
     padding_free: bool = field(
         default=False, metadata={"help": "Pack micro-batches without padding (best with flash_attention_2)."}
     )
@@ -213,7 +225,7 @@ class DAPOConfig(TrainingArguments):
             self,
             {"num_generations": 2, "train_prompt_batch_size": 1, "gen_prompt_batch_size": 1, "mini_batch_size": 1,
              "max_completion_length": 1, "max_prompt_length": 1, "micro_batch_token_budget": 1,
-             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0},
+             "transformers_generation_batch_size": 1, "logprob_chunk_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0},
             exclusive=("weight_sync_bucket_mb", "temperature"),
         )
         if self.max_num_gen_batches is not None and self.max_num_gen_batches < 1:

@@ -74,6 +74,7 @@ from medreason.trainers.dynamic_sampling import (
     nonconstant_groups,
     rollout_metrics,
 )
+from medreason.trainers.fused_logprobs import causal_lm_token_logprobs
 from medreason.trainers.policy_weights import full_state_dict, is_sharded, iter_weight_buckets
 from medreason.utils.logging import get_logger
 
@@ -332,25 +333,31 @@ class DAPOTrainer:
         Both come as ``[sequence, completion]`` grids, in either layout; entries outside the completion mask
         carry no meaning (the loss masks them).
         """
-        mask = batch["completion_mask"]
+        mask, args = batch["completion_mask"], self.args
         if "logit_positions" in batch:  # padding-free: one row, logits only where they predict a completion token
             positions = batch["logit_positions"]
-            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], logits_to_keep=positions,
-                           use_cache=False).logits
-            targets = batch["input_ids"][:, positions + 1]
-        else:
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
-                logits_to_keep=mask.shape[1] + 1, use_cache=False,
-            ).logits[:, :-1]
-            targets = batch["input_ids"][:, -mask.shape[1]:]
-        if self.args.temperature != 1.0:  # the card samples at 1.0: skip a full copy of the logits
-            logits = logits / self.args.temperature
-        logprobs = self._on_grid(selective_log_softmax(logits, targets), batch)
-        if not with_entropy:
-            return logprobs, None
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.args.entropy_coeff > 0):
-            return logprobs, self._on_grid(token_entropy(logits), batch)
+            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+        else:  # the last mask.shape[1] + 1 positions, less the last one, predict the completion tokens
+            length = batch["input_ids"].shape[1]
+            positions = torch.arange(length - mask.shape[1] - 1, length - 1, device=mask.device)
+            inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids")}
+        targets = batch["input_ids"][:, positions + 1]
+        entropy_grad = torch.is_grad_enabled() and args.entropy_coeff > 0
+        if args.fused_logprobs:
+            logprobs, entropy = causal_lm_token_logprobs(model, targets, args.logprob_chunk_size, args.temperature,
+                                                         with_entropy, logits_to_keep=positions, use_cache=False, **inputs)
+            if entropy is not None and not entropy_grad:
+                entropy = entropy.detach()
+        else:  # the dense path: [tokens x vocab] logits (kept for comparison, benchmarks/dapo_memory.py)
+            logits = model(**inputs, logits_to_keep=positions, use_cache=False).logits
+            if args.temperature != 1.0:  # the card samples at 1.0: skip a full copy of the logits
+                logits = logits / args.temperature
+            logprobs = selective_log_softmax(logits, targets, args.logprob_chunk_size)
+            entropy = None
+            if with_entropy:
+                with torch.set_grad_enabled(entropy_grad):
+                    entropy = token_entropy(logits, args.logprob_chunk_size)
+        return self._on_grid(logprobs, batch), None if entropy is None else self._on_grid(entropy, batch)
 
     @staticmethod
     def _on_grid(values: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

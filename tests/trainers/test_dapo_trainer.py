@@ -88,6 +88,8 @@ def test_micro_batch_layouts_give_the_same_update(model_dir, tmp_path, monkeypat
         "one or two sequences per micro-batch": dict(micro_batch_token_budget=100),
         "padding-free, all in one row": dict(micro_batch_token_budget=10**6, padding_free=True),
         "padding-free, two or three per row": dict(micro_batch_token_budget=150, padding_free=True),
+        # The reference layouts use fused log-probs (the default); the dense [tokens x vocab] path must agree.
+        "dense logits, one or two sequences per micro-batch": dict(micro_batch_token_budget=100, fused_logprobs=False),
     }
     pack, counts = dapo_trainer.pack_by_token_budget, []
 
