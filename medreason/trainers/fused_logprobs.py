@@ -50,13 +50,15 @@ class FusedTokenLogprobs(torch.autograd.Function):
         ctx.chunk_size, ctx.temperature, ctx.with_entropy = chunk_size, temperature, with_entropy
         logprobs = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
         entropy = hidden.new_zeros(hidden.shape[0] if with_entropy else 0, dtype=torch.float32)
+        ctx.set_materialize_grads(False)  # an unused output (entropy logged only) gets None, not a zeros tensor
         for start in range(0, hidden.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
             logits = _chunk_logits(hidden[rows], weight, temperature)
             normaliser = torch.logsumexp(logits, dim=-1)
             logprobs[rows] = logits.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - normaliser
             if with_entropy:
-                entropy[rows] = normaliser - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+                entropy[rows] = normaliser - _row_dot(torch.softmax(logits, dim=-1), logits)
+            del logits
         ctx.save_for_backward(hidden, weight, targets)
         ctx.mark_non_differentiable(targets)
         return logprobs, entropy
@@ -68,32 +70,44 @@ class FusedTokenLogprobs(torch.autograd.Function):
         use_entropy = ctx.with_entropy and grad_entropy is not None
         grad_hidden = torch.zeros_like(hidden, dtype=torch.float32) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        weight32 = weight.float()
         with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_enabled):
             for start in range(0, hidden.shape[0], ctx.chunk_size):
                 rows = slice(start, start + ctx.chunk_size)
                 chunk = hidden[rows]
+                # Two [chunk x vocab] float32 buffers at most: the logits and the softmax, which becomes the
+                # logits' gradient in place.
                 logits = _chunk_logits(chunk, weight, ctx.temperature)
-                probs = torch.softmax(logits, dim=-1)
-                grad_logits = torch.zeros_like(logits)
-                if grad_logprobs is not None:
+                grad_logits = torch.softmax(logits, dim=-1)
+                if use_entropy:  # -g_H * p * (z - E_p[z]), built in the logits' buffer
+                    entropy_term = logits.sub_(_row_dot(grad_logits, logits).unsqueeze(-1))
+                    entropy_term.mul_(grad_logits).mul_(-grad_entropy[rows].float().unsqueeze(-1))
+                if grad_logprobs is not None:  # g_logp * (onehot - p)
                     grad_out = grad_logprobs[rows].float().unsqueeze(-1)
-                    grad_logits -= probs * grad_out
-                    grad_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), grad_out)
+                    grad_logits.mul_(-grad_out).scatter_add_(-1, targets[rows].unsqueeze(-1), grad_out)
+                else:
+                    grad_logits.zero_()
                 if use_entropy:
-                    expected = (probs * logits).sum(dim=-1, keepdim=True)
-                    grad_logits -= grad_entropy[rows].float().unsqueeze(-1) * probs * (logits - expected)
-                del probs, logits
-                grad_logits /= ctx.temperature
-                # The matmuls run in float32: the gradient of a bf16 forward is accumulated at full precision.
+                    grad_logits.add_(entropy_term)
+                del logits
+                if ctx.temperature != 1.0:
+                    grad_logits.div_(ctx.temperature)
+                # The gradient matmuls run in float32, whatever the forward's autocast dtype.
                 if grad_hidden is not None:
-                    grad_hidden[rows] = grad_logits @ weight.float()
+                    grad_hidden[rows] = grad_logits @ weight32
                 if grad_weight is not None:
                     grad_weight.addmm_(grad_logits.t(), chunk.float())
+                del grad_logits
         return (
             None if grad_hidden is None else grad_hidden.to(hidden.dtype),
             None if grad_weight is None else grad_weight.to(weight.dtype),
             None, None, None, None,
         )
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` without the ``[rows x vocab]`` product: one batched dot per row."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
 
 
 def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float) -> torch.Tensor:
