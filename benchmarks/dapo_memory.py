@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
         def show(value: float | None) -> str:
             return "skipped" if value is None else f"{value:.0f}"
 
-        def ratio(value: float | None) -> str:
-            return "-" if value is None or not fused else f"{value / fused:.1f}x"
+        def ratio(value: float | None, base: float | None = fused) -> str:
+            return "-" if value is None or not base else f"{value / base:.1f}x"
 
         print(f"{tokens:>15} | {show(fused):>9} | {show(dense):>9} | {show(trl):>9} | {ratio(dense):>11} | {ratio(trl):>9}")
 

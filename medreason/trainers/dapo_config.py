@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
 
 from medreason.trainers.config_checks import check_training_config, reject_ignored_fields
 from medreason.trainers.dapo_loss import LOSS_AGG_MODES
+from medreason.trainers.peft_adapters import peft_settings
 from medreason.utils.config_errors import FieldError
 
 ROLLOUT_BACKENDS = ("transformers", "vllm", "vllm_server")
@@ -116,6 +118,14 @@ class DAPOConfig(TrainingArguments):
         entropy_coeff (`float`, defaults to `0.0`): Entropy bonus weight; entropy is logged either way.
         advantage_eps (`float`, defaults to `1e-6`): ``ε`` in ``(R - mean) / (std + ε)``.
 
+        > Adapters
+
+        peft (`dict` or `None`, defaults to `None`): Train a LoRA adapter (QLoRA with ``load_in_4bit``) instead of all
+            weights, as the fields of :class:`~medreason.trainers.peft_adapters.PeftSettings`. Only the adapter is
+            trained; with ``kl_coef > 0`` the reference is the base model with the adapter disabled (no second copy);
+            vLLM engines get the merged weights after every step; ``final/`` holds the merged model and
+            ``final/adapter`` the adapter.
+
         > Rewards (card: overlong buffer 4,096 with factor 1.0)
 
         rewards (`list[str]`, defaults to `["mcq_accuracy", "overlong"]`): Registered names or dotted paths.
@@ -206,6 +216,11 @@ class DAPOConfig(TrainingArguments):
     entropy_coeff: float = field(default=0.0, metadata={"help": "Entropy bonus weight (entropy is always logged)."})
     advantage_eps: float = field(default=1e-6, metadata={"help": "Epsilon in the group-normalised advantage."})
 
+    peft: dict[str, Any] | None = field(
+        default=None,
+        metadata={"help": "A LoRA/QLoRA adapter: {r, lora_alpha, lora_dropout, target_modules, use_dora, load_in_4bit} "
+                          "(medreason.trainers.peft_adapters.PeftSettings); null trains all weights. The reference policy is then the base with the adapter off."},
+    )
     rewards: list[str] = field(
         default_factory=lambda: ["mcq_accuracy", "overlong"],
         metadata={"help": "Reward names (see medreason.rewards.available_rewards()) or dotted paths."},
@@ -233,6 +248,11 @@ class DAPOConfig(TrainingArguments):
                 "max_num_gen_batches", self.max_num_gen_batches,
                 "must be >= 1 (card: 10); null means no limit, which loops forever when no prompt group varies in reward.",
             )
+        settings = peft_settings(self.peft)
+        if settings is not None and settings.use_dora and self.rollout_backend != "transformers":
+            raise FieldError("peft.use_dora", True, f"rollout_backend={self.rollout_backend!r} loads merged weights after "
+                             "every step, and a DoRA adapter does not merge as W + BA: set use_dora=false, or "
+                             "rollout_backend=transformers.")
         reject_ignored_fields(self, TrainingArguments, [*USED_TRAINING_ARGUMENTS, *_own_fields()], IGNORED_FIELD_HINTS)
         super().__post_init__()
         for name in ("save_steps", "logging_steps"):
