@@ -46,10 +46,10 @@ class PeftSettings:
 
     >>> PeftSettings.from_block({"r": 8, "lora_alpha": 16}).r
     8
-    >>> PeftSettings.from_block({"rank": 8})
+    >>> PeftSettings.from_block({"alpha": 16})
     Traceback (most recent call last):
     ...
-    medreason.utils.config_errors.FieldError: peft.rank=8: is not a field of peft; did you mean ['r']?
+    medreason.utils.config_errors.FieldError: peft.alpha=16: is not a field of peft; did you mean ['lora_alpha']?
     """
 
     r: int = 16
