@@ -11,8 +11,12 @@ memory grows with ``chunk_size x vocab``, not with ``response tokens x vocab``; 
 
 Why our own ``autograd.Function``: Liger's fused linear losses (``LigerFusedLinearGRPOLoss``) fuse the
 head with *their* GRPO/DAPO loss, not with ours (exact mini-batch token-mean over micro-batches and ranks,
-dual-clip, optional KL and entropy terms), and are not installed here; the same recompute trick in pure
-torch runs on every device. :func:`causal_lm_token_logprobs` runs a Hugging Face causal LM with its output
+dual-clip, optional KL and entropy terms), and are not installed here. TRL 1.16's
+``trl.trainer.utils.add_fused_lm_head`` computes the same two outputs, but it replaces the model's
+``forward`` for good (the model we also generate with, sync and save), runs the head over every position
+of the sequence (prompt included) except on Triton devices, and its kernel is a private helper of TRL's
+trainers. The recompute trick in ~60 lines of pure torch runs on every device and is tested against the
+dense path here. ``benchmarks/dapo_memory.py`` measures TRL's trainer beside ours. :func:`causal_lm_token_logprobs` runs a Hugging Face causal LM with its output
 embedding's forward replaced for one call, so the whole model forward still runs through its wrappers
 (DDP, FSDP2's root hooks, PEFT) and the head's weight is the one that forward sees.
 """
