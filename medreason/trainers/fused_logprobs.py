@@ -64,7 +64,6 @@ class FusedTokenLogprobs(torch.autograd.Function):
                 entropy[rows] = normaliser - _row_dot(torch.softmax(logits, dim=-1), logits)
             del logits
         ctx.save_for_backward(hidden, weight, targets)
-        ctx.mark_non_differentiable(targets)
         return logprobs, entropy
 
     @staticmethod
