@@ -27,10 +27,11 @@ allocation after setup. A dense or TRL run predicted (from the previous length's
 exceed ``--memory-limit-gb`` is skipped and reported as ``null``, so the benchmark cannot take a shared
 machine's memory.
 
-    # CPU, in minutes (the table in docs/dapo.md):
+    # CPU, the table in docs/dapo.md (~50 minutes on a shared 2-core machine: 16k tokens x 152k vocabulary
+    # is ~160 GFLOP per head matmul, run several times per update on one core):
     OMP_NUM_THREADS=1 python benchmarks/dapo_memory.py --json
-    # a quick look:
-    python benchmarks/dapo_memory.py --response-tokens 256 1024
+    # a few minutes:
+    OMP_NUM_THREADS=1 python benchmarks/dapo_memory.py --response-tokens 256 1024
     # GPU, a Qwen3-0.6B-shaped model in bf16:
     python benchmarks/dapo_memory.py --device cuda --shape qwen3-0.6b --bf16 --response-tokens 4096 8192 16384
 """
