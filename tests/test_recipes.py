@@ -32,7 +32,7 @@ def load(recipe, *overrides):
 
 
 def test_the_five_model_card_recipes_exist():
-    assert RECIPES == ["finemedlm_o1", "ii_medical_7b_preview", "ii_medical_8b", "reasonmed_7b", "tiny"]
+    assert RECIPES == ["finemedlm_o1", "ii_medical_7b_preview", "ii_medical_8b", "reasonmed_7b", "tiny", "tiny_lora"]
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,7 @@ def test_the_five_model_card_recipes_exist():
         ("ii_medical_8b", ["sft", "dapo", "eval"]),
         ("reasonmed_7b", ["sft", "eval"]),
         ("tiny", ["synth", "curate", "sft_all", "sft_endocrinology", "dpo", "dapo", "eval", "eval_rubric"]),
+        ("tiny_lora", ["sft", "dpo", "dapo"]),
     ],
 )
 def test_stages_run_in_the_documented_order(recipe, stages):

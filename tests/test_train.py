@@ -152,3 +152,31 @@ def test_a_failing_main_process_stage_leaves_a_note_for_the_other_ranks(tmp_path
     assert (tmp_path / "eval" / FAILED_NOTE).read_text() == "OSError: disk full"
     assert run_on_main_process(context, lambda: {"ok": 1}) == Path("model")
     assert json.loads((tmp_path / "eval" / "stage_complete.json").read_text())["final_dir"] == "model"
+
+
+@pytest.mark.slow  # three training stages, ~45 s on 2 CPU cores
+def test_lora_recipe_trains_an_adapter_in_every_stage(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["+recipe=tiny_lora", f"output_dir={tmp_path}"])
+    finals = run(cfg)
+    assert list(finals) == ["sft", "dpo", "dapo"]
+    ids = torch.tensor([[5, 40, 77, 120, 9, 301]])
+    previous = None
+    for name, final in finals.items():
+        # final/ is the merged model; final/adapter the adapter on the model the stage started from.
+        adapter_config = json.loads((final / "adapter" / "adapter_config.json").read_text())
+        assert adapter_config["r"] == 8 and adapter_config["peft_type"] == "LORA"
+        base_path = adapter_config["base_model_name_or_path"]
+        if previous is not None:
+            assert base_path == str(previous)
+        with torch.no_grad():
+            merged = AutoModelForCausalLM.from_pretrained(final)(input_ids=ids).logits
+            base = AutoModelForCausalLM.from_pretrained(base_path)
+            base_logits = base(input_ids=ids).logits
+            adapted = PeftModel.from_pretrained(base, final / "adapter")(input_ids=ids).logits
+        torch.testing.assert_close(adapted, merged, rtol=0, atol=1e-5)
+        assert not torch.allclose(merged, base_logits, atol=1e-4), f"stage {name} did not move the model"
+        previous = final

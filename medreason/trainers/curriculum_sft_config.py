@@ -10,6 +10,7 @@ from trl import SFTConfig
 from medreason.data.records import FORMATS, TARGETS
 from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.config_checks import check_training_config
+from medreason.trainers.peft_adapters import peft_settings
 from medreason.utils.config_errors import FieldError
 
 # SFTConfig fields a stage may set directly; anything else goes in SFTStage.args.
@@ -102,6 +103,9 @@ class CurriculumSFTConfig(BenchmarkEvalArguments, SFTConfig):
         data_format: Record shape, ``"auto"`` or one of ``medreason.data.records.FORMATS``.
         data_target: For ``question_cot_response`` records: ``think_response``, ``cot`` or ``response``.
         system_prompt: Optional system message prepended to every prompt.
+        peft: A LoRA (QLoRA with ``load_in_4bit``) adapter to train instead of all weights, as the fields of
+            :class:`~medreason.trainers.peft_adapters.PeftSettings`; ``final/`` then holds the merged model and
+            ``final/adapter`` the adapter.
 
     In-training benchmark evaluation: :class:`~medreason.eval.in_training.BenchmarkEvalArguments`.
     """
@@ -125,10 +129,16 @@ class CurriculumSFTConfig(BenchmarkEvalArguments, SFTConfig):
         default="think_response", metadata={"help": f"Target for question/cot/response records: one of {TARGETS}."}
     )
     system_prompt: str | None = field(default=None, metadata={"help": "System message prepended to every prompt."})
+    peft: dict[str, Any] | None = field(
+        default=None,
+        metadata={"help": "A LoRA/QLoRA adapter: {r, lora_alpha, lora_dropout, target_modules, use_dora, load_in_4bit} "
+                          "(medreason.trainers.peft_adapters.PeftSettings); null trains all weights."},
+    )
 
     def __post_init__(self) -> None:
         check_training_config(self)
         self.check_benchmark_eval()
+        peft_settings(self.peft)
         if self.data_format not in ("auto", *FORMATS):
             raise FieldError("data_format", self.data_format, f"must be 'auto' or one of {FORMATS}.")
         if self.data_target not in TARGETS:

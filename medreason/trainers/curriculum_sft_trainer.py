@@ -33,6 +33,13 @@ from medreason.stage_context import finished_stage
 from medreason.trainers.batch_size import accumulation_steps
 from medreason.trainers.benchmark_eval import add_benchmark_eval
 from medreason.trainers.curriculum_sft_config import CurriculumSFTConfig, SFTStage
+from medreason.trainers.peft_adapters import (
+    ADAPTER_DIR,
+    PeftSettings,
+    lora_config,
+    peft_settings,
+    quantization_kwargs,
+)
 from medreason.trainers.stage_io import (
     best_checkpoint_args,
     resume_checkpoint,
@@ -102,13 +109,16 @@ class CurriculumSFTTrainer:
     ):
         # Every stage's records are selected, converted and split before the model loads, so a bad record or
         # filter fails in seconds rather than after minutes of loading an 8B model.
+        if peft_config is None and args.peft is not None:  # the recipe's peft block
+            peft_config = lora_config(PeftSettings.from_block(args.peft))
         self.args, self.peft_config, self.callbacks = args, peft_config, callbacks or []
         converter = RecordConverter(args.data_format, args.data_target, args.system_prompt)
         records = from_memory(train_dataset)
         self.stage_data = {stage.name: self._stage_data(records, converter, stage) for stage in args.stages}
         if isinstance(model, str | Path):
             model_id = str(model)
-            model = AutoModelForCausalLM.from_pretrained(model_id, **(args.model_init_kwargs or {}))
+            model = AutoModelForCausalLM.from_pretrained(
+                model_id, **(args.model_init_kwargs or {}), **quantization_kwargs(peft_settings(args.peft)))
             processing_class = processing_class or AutoTokenizer.from_pretrained(model_id)
         if processing_class is None:
             raise ValueError("processing_class is required when model is a model object; pass its tokenizer.")
@@ -222,6 +232,7 @@ class CurriculumSFTTrainer:
 
     def _load_stage_model(self, final_dir: Path) -> PreTrainedModel:
         init_kwargs = self.args.model_init_kwargs or {}
-        if self.peft_config is not None or isinstance(self.model, PeftModel):  # final/ holds the adapter
-            return AutoPeftModelForCausalLM.from_pretrained(final_dir, is_trainable=True, **init_kwargs)
+        if self.peft_config is not None or isinstance(self.model, PeftModel):  # final/adapter holds the adapter
+            adapter = final_dir / ADAPTER_DIR if (final_dir / ADAPTER_DIR).is_dir() else final_dir
+            return AutoPeftModelForCausalLM.from_pretrained(adapter, is_trainable=True, **init_kwargs)
         return AutoModelForCausalLM.from_pretrained(final_dir, **init_kwargs)

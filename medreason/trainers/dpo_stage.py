@@ -13,6 +13,7 @@ from medreason.stage_context import StageContext, StageSpec
 from medreason.testing.tiny_data import tiny_preference_records
 from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_trainer import DPOTrainer
+from medreason.trainers.peft_adapters import peft_settings, quantization_kwargs
 from medreason.trainers.stage_io import (
     best_checkpoint_args,
     load_tokenizer,
@@ -49,7 +50,8 @@ def run_dpo_stage(context: StageContext) -> Path:
 
     args = context.config
     init_kwargs = model_init_kwargs(context.run_cfg.model)
-    model = AutoModelForCausalLM.from_pretrained(context.model_path, **init_kwargs)
+    model = AutoModelForCausalLM.from_pretrained(context.model_path, **init_kwargs,
+                                                 **quantization_kwargs(peft_settings(args.peft)))
     reference = None
     if context.reference_path and context.reference_path != context.model_path:
         reference = AutoModelForCausalLM.from_pretrained(context.reference_path, **init_kwargs)

@@ -21,6 +21,7 @@ from medreason.data.loading import RecordSet, from_memory
 from medreason.data.preferences import to_preference_pair
 from medreason.trainers.benchmark_eval import add_benchmark_eval
 from medreason.trainers.dpo_config import DPOConfig
+from medreason.trainers.peft_adapters import PeftSettings, lora_config
 from medreason.utils.jsonl import RecordError
 from medreason.utils.logging import get_logger
 from medreason.utils.memory import peak_memory_metrics
@@ -75,6 +76,8 @@ class DPOTrainer(TRLDPOTrainer):
         if processing_class is not None:
             ensure_chat_template(processing_class)
         self._sources: dict[str, RecordSet] = {}
+        if peft_config is None and args.peft is not None:  # the recipe's peft block
+            peft_config = lora_config(PeftSettings.from_block(args.peft))
         super().__init__(
             model=model,
             ref_model=ref_model,

@@ -14,6 +14,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from medreason.data.chat_templates import ensure_chat_template
 from medreason.data.loading import RecordSet, from_memory, load_records, select_records
 from medreason.stage_context import StageContext, write_completion_marker
+from medreason.trainers.peft_adapters import is_peft_model, save_adapter_and_merged
 from medreason.utils.logging import get_logger
 from medreason.utils.training_curves import CURVES_FILE, plot_training_curves
 
@@ -70,7 +71,11 @@ def save_stage_result(
     """Save the stage's model and tokenizer to ``stage_dir/final``, its ``metrics.json`` and training curves
     (``curves.png``), then the marker."""
     final_dir = stage_dir / "final"
-    trainer.save_model(str(final_dir))
+    if is_peft_model(trainer.model) and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        if trainer.is_world_process_zero():  # the merged model (what the next stage loads) and final/adapter
+            save_adapter_and_merged(trainer.model, final_dir)
+    else:
+        trainer.save_model(str(final_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(final_dir)
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

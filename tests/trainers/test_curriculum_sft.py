@@ -163,18 +163,18 @@ def test_every_stages_records_are_checked_before_the_model_loads(tmp_path):
 
 
 def test_lora_curriculum_trains_the_adapter_only(tmp_path, tiny_model_dir):
-    from peft import LoraConfig
-
-    config = make_config(
+    config = make_config(  # the peft block a recipe's trainer settings carry
         tmp_path, per_device_train_batch_size=8, learning_rate=1e-2, max_steps=2,
         stages=[{"name": "all"}, {"name": "endo", "filter": {"subdepartment": "Endocrinology"}}],
+        peft={"r": 4, "target_modules": ["q_proj", "v_proj"]},
     )
-    trainer = CurriculumSFTTrainer(
-        str(tiny_model_dir), config, tiny_records(32), peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
-    )
+    trainer = CurriculumSFTTrainer(str(tiny_model_dir), config, tiny_records(32))
     base_before = trainer.model.state_dict()["model.layers.0.self_attn.q_proj.weight"].clone()
     results = trainer.train()
-    assert (results[1].final_dir / "adapter_config.json").is_file()
+    # final/ holds the merged model (a plain from_pretrained directory), final/adapter the adapter alone.
+    assert (results[1].final_dir / "adapter" / "adapter_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(results[1].final_dir).state_dict()["model.layers.0.self_attn.q_proj.weight"]
+    assert not torch.equal(merged, base_before)
     state = trainer.model.state_dict()
     assert torch.equal(state["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"], base_before)
     assert state["base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"].abs().sum() > 0

