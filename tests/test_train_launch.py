@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -38,26 +39,39 @@ gradient accumulation over two micro-batches instead of two ranks), amplified ov
 learning rate of 1e-2. docs/distributed.md gives the measured differences."""
 
 
-def _command(launch: str | None, output_dir: Path) -> list[str]:
-    train = ["-m", "medreason.train", "+recipe=tiny", f"output_dir={output_dir}", "resume=true", *SAME_STEPS]
+def _command(launch: str | None, output_dir: Path, launcher_args: tuple[str, ...] = (),
+             overrides: tuple[str, ...] = SAME_STEPS) -> list[str]:
+    train = ["-m", "medreason.train", "+recipe=tiny", f"output_dir={output_dir}", "resume=true", *overrides]
     if launch is None:
         return [sys.executable, *train]
+    launcher_args = launcher_args or ("--main_process_port", str(free_port()))
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(config_dir() / "accelerate" / f"{launch}.yaml"), "--main_process_port", str(free_port()), *train]
+            str(config_dir() / "accelerate" / f"{launch}.yaml"), *launcher_args, *train]
 
 
-def _start(launch: str | None, output_dir: Path, log: Path) -> subprocess.Popen:
+def _start(launch: str | None, output_dir: Path, log: Path, **command: tuple[str, ...]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     with log.open("w") as handle:  # the child keeps its own descriptor
-        return subprocess.Popen(_command(launch, output_dir), stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(_command(launch, output_dir, **command), stdout=handle, stderr=subprocess.STDOUT, env=env)
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every rank at once, as a preempted job dies (torchrun starts each rank in a
+    session of its own, so killing the launcher's process group would leave the ranks running)."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in tree:
+        try:
+            member.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:  # ended on its own meanwhile
+            pass
+    process.wait()
 
 
 def _finish(process: subprocess.Popen, log: Path, timeout: float = 1500) -> None:
     try:
         code = process.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill_tree(process)
         raise
     assert code == 0, log.read_text()[-6000:]
 
@@ -76,8 +90,7 @@ def zero3_killed_and_resumed(tmp_path_factory):
         assert first.poll() is None, (root / "first.log").read_text()[-6000:]
         assert time.monotonic() < deadline, "sft_all did not finish in 25 minutes"
         time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGKILL)  # every rank and the launcher at once, as a preempted job dies
-    first.wait()
+    _kill_tree(first)
     finished = {path.parent.name: path.stat().st_mtime_ns for path in out.glob("*/stage_complete.json")}
     _finish(_start("zero3_2cpu", out, root / "second.log"), root / "second.log")
     return out, finished
@@ -151,3 +164,20 @@ def test_launches_train_alike(zero3_killed_and_resumed, baselines):
         limit = TOLERANCES["weights_atol"] if "weights" in key or "(abs)" in key else TOLERANCES["loss_rel"]
         assert value <= limit, f"{key}: {value:.3g} > {limit:g}"
     assert torch.isfinite(torch.tensor(list(measured.values()))).all()
+
+
+@pytest.mark.timeout(1800)
+def test_two_nodes_on_the_loopback_run_the_recipe(tmp_path):
+    """``--num_machines 2``: two launches, one rank each, meeting at 127.0.0.1 as two Slurm nodes would."""
+    out, port = tmp_path / "run", str(free_port())
+    nodes = [
+        _start("ddp_2cpu", out, tmp_path / f"node{rank}.log", overrides=("stages.sft_all.trainer.num_train_epochs=4",),
+               launcher_args=("--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
+                              "--main_process_ip", "127.0.0.1", "--main_process_port", port))
+        for rank in (0, 1)
+    ]
+    for rank, node in enumerate(nodes):
+        _finish(node, tmp_path / f"node{rank}.log")
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(entry.get("stage") == name for name, entry in summary.items()) and "eval" in summary, summary
+    assert "epochs 4, 16 sequences per step" in (out / "train.log").read_text()  # 8 per rank x 2 ranks
