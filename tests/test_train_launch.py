@@ -27,16 +27,21 @@ from medreason.testing.distributed import free_port
 
 pytestmark = pytest.mark.slow
 
-# The card-style global batches, so every launch takes the same optimizer steps over the same sequences
-# (the tiny recipe's per-device batches would otherwise double with two processes).
+# Global batches fixed as the cards fix them, so every launch takes the same optimizer steps over the same
+# sequences (the tiny recipe's per-device batches would double with two processes), and each dividing its
+# stage's records: accelerate fills a short last batch on some ranks with repeated records, which one
+# process does not see. sft_all: 36 records = 3 x 12; sft_endocrinology: 16 of its 17 = 2 x 8; dpo: 64 = 8 x 8.
 SAME_STEPS = (
-    "stages.sft_all.trainer.global_batch_size=16", "stages.sft_endocrinology.trainer.global_batch_size=16",
-    "stages.dpo.trainer.global_batch_size=8",
+    "stages.sft_all.trainer.per_device_train_batch_size=6", "stages.sft_all.trainer.global_batch_size=12",
+    "stages.sft_endocrinology.data.max_samples=16", "stages.sft_endocrinology.trainer.per_device_train_batch_size=4",
+    "stages.sft_endocrinology.trainer.global_batch_size=8", "stages.dpo.trainer.global_batch_size=8",
 )
-TOLERANCES = {"loss_rel": 1e-4, "weights_atol": 1e-4}
+TOLERANCES = {"loss_rel": 1e-5, "weights_atol": 1e-4, "dapo_weights_atol": 2 * 1e-4 * 3}
 """What the launches may differ by: float32 reduction order (DDP all-reduce, ZeRO-3 reduce-scatter,
-gradient accumulation over two micro-batches instead of two ranks), amplified over 120 SFT steps at a
-learning rate of 1e-2. docs/distributed.md gives the measured differences."""
+accumulation over two micro-batches instead of two ranks). Measured on this machine: losses <= 4e-7
+relative, SFT/DPO weights <= 3e-6; DAPO weights <= 1.3e-4, because Adam moves a weight by up to the
+learning rate (1e-4) per step whatever the size of its gradient, so float noise in a near-zero gradient
+can flip a step: the bound is 2 x lr x 3 steps. docs/distributed.md has the table."""
 
 
 def _command(launch: str | None, output_dir: Path, launcher_args: tuple[str, ...] = (),
@@ -124,12 +129,13 @@ def test_zero3_launch_runs_every_stage_and_resumes_after_a_kill(zero3_killed_and
 
 
 def _losses(out: Path) -> dict[str, float]:
-    losses = {}
-    for stage in ("sft_all", "sft_endocrinology", "dpo"):
-        metrics = json.loads((out / stage / "metrics.json").read_text())
-        losses[f"{stage} train_loss"] = metrics["train_loss"]
-    losses["sft_all best_eval_loss"] = json.loads((out / "sft_all" / "metrics.json").read_text())["best_eval_loss"]
-    return losses
+    """The train loss of the stages whose loss is a token mean over the same batches under every launch.
+
+    Not eval_loss nor sft_endocrinology's train_loss: HF's Trainer reports those as means over batches,
+    which depend on how the records split over ranks, while the weights (compared too) do not.
+    """
+    return {f"{stage} train_loss": json.loads((out / stage / "metrics.json").read_text())["train_loss"]
+            for stage in ("sft_all", "dpo")}
 
 
 def _max_weight_difference(first: Path, second: Path) -> float:
@@ -148,8 +154,9 @@ def test_launches_train_alike(zero3_killed_and_resumed, baselines):
         for key, value in _losses(runs[launch]).items():
             expected = _losses(runs["single"])[key]
             measured[f"{launch} vs single: {key} (rel)"] = abs(value - expected) / abs(expected)
-        measured[f"{launch} vs single: dpo/final weights (max abs)"] = _max_weight_difference(
-            runs[launch] / "dpo" / "final", runs["single"] / "dpo" / "final")
+        for stage in ("sft_all", "sft_endocrinology", "dpo"):
+            measured[f"{launch} vs single: {stage}/final weights (max abs)"] = _max_weight_difference(
+                runs[launch] / stage / "final", runs["single"] / stage / "final")
     # Two ranks sample their halves of each DAPO round with their own seeds: the same rollouts under DDP and
     # ZeRO-3, other ones in one process (tests/trainers/test_dapo_distributed.py compares those with a
     # prompt-seeded engine).
@@ -161,7 +168,9 @@ def test_launches_train_alike(zero3_killed_and_resumed, baselines):
         runs["ddp_2cpu"] / "dapo" / "final", runs["zero3"] / "dapo" / "final")
     print("\n".join(f"{key}: {value:.3g}" for key, value in measured.items()))  # noqa: T201 - the tolerance table
     for key, value in measured.items():
-        limit = TOLERANCES["weights_atol"] if "weights" in key or "(abs)" in key else TOLERANCES["loss_rel"]
+        limit = TOLERANCES["loss_rel"] if "(rel)" in key else TOLERANCES["weights_atol"]
+        if "dapo/final" in key:
+            limit = TOLERANCES["dapo_weights_atol"]
         assert value <= limit, f"{key}: {value:.3g} > {limit:g}"
     assert torch.isfinite(torch.tensor(list(measured.values()))).all()
 

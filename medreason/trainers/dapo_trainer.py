@@ -150,6 +150,10 @@ class DAPOTrainer:
                 raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but its weights are on the meta "
                                  "device here (FSDP's cpu_ram_efficient_loading): set fsdp_cpu_ram_efficient_loading: "
                                  "false in the accelerate config, or kl_coef=0 (the card's value).")
+            if is_sharded(model):  # loaded inside deepspeed.zero.Init: a copy would share the partitions' ids
+                raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but ZeRO-3 partitioned it across "
+                                 "the ranks as it loaded: set kl_coef=0 (the card's value), or launch with "
+                                 "accelerate/fsdp2_8gpu.yaml (fsdp_cpu_ram_efficient_loading: false).")
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
 
         self.reward_funcs = [get_reward(reward) for reward in (reward_funcs if reward_funcs is not None else args.rewards)]
