@@ -190,3 +190,18 @@ def test_two_nodes_on_the_loopback_run_the_recipe(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert all(entry.get("stage") == name for name, entry in summary.items()) and "eval" in summary, summary
     assert "epochs 4, 16 sequences per step" in (out / "train.log").read_text()  # 8 per rank x 2 ranks
+
+
+@pytest.mark.timeout(1800)
+def test_eval_under_two_ranks_gives_the_one_process_table(baselines, tmp_path):
+    """The one-process run with its eval stage removed, resumed under DDP: the main process evaluates the
+    same model while the other rank waits, and writes the same model-card table."""
+    import shutil
+
+    single = baselines["single"]
+    copy = tmp_path / "run"
+    shutil.copytree(single, copy)
+    shutil.rmtree(copy / "eval")
+    _finish(_start("ddp_2cpu", copy, tmp_path / "eval.log"), tmp_path / "eval.log")
+    table = (copy / "eval" / "results.md").read_text()
+    assert table == (single / "eval" / "results.md").read_text() and "Δ TTT" in table
