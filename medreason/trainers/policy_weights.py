@@ -14,7 +14,7 @@ Every function here is collective under FSDP2 and ZeRO-3: all ranks must call it
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch.distributed.tensor import DTensor
@@ -54,7 +54,7 @@ def _full_nbytes(tensor: torch.Tensor) -> int:
     return numel * tensor.element_size()
 
 
-def _gathered(tensors: list[torch.Tensor]):
+def _gathered(tensors: list[torch.Tensor]) -> AbstractContextManager:
     """All-gather the ZeRO-3 partitioned ones among ``tensors`` for the duration of the context."""
     partitioned = list({id(tensor): tensor for tensor in tensors if is_zero3_partitioned(tensor)}.values())  # tied once
     if not partitioned:
