@@ -31,6 +31,7 @@ from medreason.trainers.dpo_config import DPOConfig
 from medreason.trainers.dpo_stage import dpo_stage_config, run_dpo_stage
 from medreason.trainers.sft_stage import run_sft_stage, sft_stage_config
 from medreason.utils.config_errors import ConfigError, FieldError, check_model_reference
+from medreason.utils.launch import launch_kind, launch_problem, trainer_settings_for_launch
 from medreason.utils.run_files import check_safe_name
 
 
@@ -233,6 +234,12 @@ def build_stage_config(cfg: DictConfig, name: str, check_hardware: bool = True) 
     settings = {**own, **run_wide}
     if kind.block == "trainer" and not check_hardware and not torch.cuda.is_available():
         settings["use_cpu"] = True  # bf16 and friends are checked against the GPU when the run starts
+    if check_hardware:
+        problem = launch_problem(stage.kind, settings)
+        if problem:
+            raise RecipeError(f"stages.{name} ({stage.kind}) cannot run under this {launch_kind()} launch: {problem}")
+        if kind.block == "trainer":
+            settings = trainer_settings_for_launch(settings)
     spec = StageSpec(name, settings, stage.get("data"), Path(cfg.output_dir) / name, cfg)
     try:
         return kind.build_config(spec)

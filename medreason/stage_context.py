@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from medreason.utils.config_errors import ConfigError
+from medreason.utils.launch import rank_local_model_loading
 
 COMPLETE_MARKER = "stage_complete.json"
 FAILED_NOTE = "stage_failed.txt"
@@ -141,7 +142,7 @@ def finished_stage(output_dir: Path, name: str, resume: bool, overwrite: bool = 
     return None
 
 
-def run_on_main_process(context: StageContext, work: Callable[[], dict[str, Any]], poll_seconds: float = 10.0) -> Path:
+def run_on_main_process(context: StageContext, work: Callable[[], dict[str, Any]], poll_seconds: float = 2.0) -> Path:
     """Run ``work`` on the main process only, mark the stage complete, and hand on ``context.model_path``.
 
     For stages that measure or make data (eval, curate, synth): one process drives the engine (vLLM
@@ -158,7 +159,8 @@ def run_on_main_process(context: StageContext, work: Callable[[], dict[str, Any]
     if PartialState().is_main_process:
         context.output_dir.mkdir(parents=True, exist_ok=True)
         try:
-            metrics = work()
+            with rank_local_model_loading():  # under ZeRO-3, a model partitioned over ranks that wait would hang
+                metrics = work()
         except BaseException as error:
             failed.write_text(f"{type(error).__name__}: {error}")
             raise

@@ -39,6 +39,7 @@ from medreason.run_report import write_report
 from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
+from medreason.utils.launch import forget_previous_stage_state, rank_local_model_loading
 from medreason.utils.logging import configure_logging, get_logger, logging_to_file
 from medreason.utils.run_files import check_inside, redact_secrets, run_lock
 
@@ -110,6 +111,7 @@ def _run_stages(
                 shutil.rmtree(stage_dir)
             (stage_dir / FAILED_NOTE).unlink(missing_ok=True)
         state.wait_for_everyone()
+        forget_previous_stage_state()
         context = StageContext(
             name=name, kind=stage.kind, cfg=stage, model_path=str(start),
             reference_path=str(stage.get("reference_from") or start),
@@ -162,7 +164,8 @@ def _base_model_path(cfg: DictConfig, output_dir: Path, state: PartialState) -> 
     path = output_dir / "base_model"
     with state.main_process_first():
         if state.is_main_process and not (path / "config.json").is_file():
-            build_tiny_model_dir(path, cfg.model.tiny_family, seed=cfg.seed)
+            with rank_local_model_loading():  # the main process alone builds it, also under ZeRO-3
+                build_tiny_model_dir(path, cfg.model.tiny_family, seed=cfg.seed)
     return str(path)
 
 

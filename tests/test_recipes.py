@@ -256,9 +256,17 @@ def test_run_keys_are_the_settings_of_train_yaml():
     assert sorted(k for k in train_yaml if k not in ("defaults", "hydra")) == sorted(set(RUN_KEYS) - {"model"})
 
 
+def test_every_accelerate_config_loads_in_accelerate():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    for path in sorted((config_dir() / "accelerate").glob("*.yaml")):
+        config = load_config_from_file(str(path))  # unknown keys or values raise here
+        assert config.num_processes >= 2 and config.mixed_precision in ("no", "bf16"), path.name
+
+
 def test_shipped_config_paths_resolve():
     assert (config_dir() / "recipe" / "tiny.yaml").is_file()
-    for name in ["ddp_8gpu", "zero3_8gpu", "zero3_4gpu", "fsdp2_8gpu", "multinode_zero3"]:
+    for name in ["ddp_8gpu", "zero3_8gpu", "zero3_4gpu", "fsdp2_8gpu", "multinode_zero3", "ddp_2cpu", "zero3_2cpu"]:
         assert (config_dir() / "accelerate" / f"{name}.yaml").is_file(), name
     out = subprocess.run([sys.executable, "-m", "medreason.config", "accelerate/zero3_8gpu.yaml"],
                          capture_output=True, text=True, check=True).stdout.strip()

@@ -22,6 +22,8 @@ USED_TRAINING_ARGUMENTS = (
     "gradient_checkpointing", "bf16", "use_cpu", "eval_steps",
     # set by launchers, read by accelerate from the environment
     "local_rank",
+    # gloo for DeepSpeed on CPU (medreason.utils.launch)
+    "ddp_backend",
 )
 """The ``TrainingArguments`` fields :class:`DAPOTrainer` reads; setting any other one is an error."""
 
@@ -35,7 +37,7 @@ IGNORED_FIELD_HINTS = {
     "push_to_hub": "push the stage's final/ directory after the run",
     "use_liger_kernel": "DAPO computes its own log-probs and does not patch the model",
     "fp16": "use bf16=true (fp16 loss scaling is not implemented)",
-    "deepspeed": "DAPO runs under DDP or FSDP2: launch with accelerate/fsdp2_8gpu.yaml",
+    "deepspeed": "launch with an accelerate config (accelerate/zero3_8gpu.yaml) instead",
     "fsdp": "launch with an accelerate config (accelerate/fsdp2_8gpu.yaml) instead",
     "fsdp_config": "launch with an accelerate config (accelerate/fsdp2_8gpu.yaml) instead",
 }

@@ -22,7 +22,8 @@ One training step (verl's DAPO recipe, ``recipe/dapo``):
 3. For each mini-batch of ``mini_batch_size`` groups: accumulate the clipped loss over token-budget
    micro-batches, each normalised by the mini-batch's global token count; clip gradients; step.
 4. Step the LR schedule, sync weights into the rollout engine, log, checkpoint.
-Launch (DDP or FSDP2): ``accelerate launch -m medreason.train +recipe=ii_medical_7b_preview stage=dapo``.
+Launch (DDP, FSDP2 or DeepSpeed ZeRO-2/3, see :mod:`~medreason.trainers.dapo_accumulation`):
+``accelerate launch -m medreason.train +recipe=ii_medical_7b_preview stage=dapo``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator, DistributedType
 from accelerate.utils import gather, gather_object, set_seed
-from torch.distributed.tensor import DTensor
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -56,6 +56,7 @@ from medreason.engines.transformers_engine import TransformersEngine
 from medreason.rewards import RewardFunc, combine_rewards, get_reward, overlong_reward, reward_name
 from medreason.trainers.benchmark_eval import dapo_benchmark_evaluator, evaluate_benchmarks
 from medreason.trainers.completions_log import CompletionsLog
+from medreason.trainers.dapo_accumulation import configure_deepspeed, finish_update, micro_batch_backward
 from medreason.trainers.dapo_batch import TrainingSequence, collate, collate_packed, completion_grid
 from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from medreason.trainers.dapo_config import DAPOConfig
@@ -162,6 +163,10 @@ class DAPOTrainer:
                 raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but its weights are on the meta "
                                  "device here (FSDP's cpu_ram_efficient_loading): set fsdp_cpu_ram_efficient_loading: "
                                  "false in the accelerate config, or kl_coef=0 (the card's value).")
+            if is_sharded(model):  # loaded inside deepspeed.zero.Init: a copy would share the partitions' ids
+                raise ValueError("kl_coef > 0 copies the loaded policy as the reference, but ZeRO-3 partitioned it across "
+                                 "the ranks as it loaded: set kl_coef=0 (the card's value), or launch with "
+                                 "accelerate/fsdp2_8gpu.yaml (fsdp_cpu_ram_efficient_loading: false).")
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
 
         settings = args.reward_kwargs or {}
@@ -186,13 +191,14 @@ class DAPOTrainer:
             eps=args.adam_epsilon, weight_decay=args.weight_decay,
         )
         self._check_distributed_type()
+        configure_deepspeed(self.accelerator, args.max_grad_norm)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.policy = self.accelerator.unwrap_model(self.model)
-        # FSDP2: forwards are collective (generation steps in sync) and gradients are reduce-scattered per micro-batch.
+        # FSDP2 / ZeRO-3: forwards are collective (generation steps in sync).
         self.sharded = is_sharded(self.policy)
         if self.sharded and args.peft is not None:
-            raise ValueError("DAPO with a LoRA adapter (peft) runs unsharded: launch with DDP (an adapter's optimizer "
-                             "state is small), or drop the peft block to train all weights under FSDP2.")
+            raise ValueError("DAPO with a LoRA adapter (peft) runs unsharded: launch with DDP or ZeRO-2 (an adapter's "
+                             "optimizer state is small), or drop the peft block to train all weights under FSDP2/ZeRO-3.")
         if engine is None and args.rollout_backend != "transformers":
             raise ValueError(f"rollout_backend={args.rollout_backend!r} needs engine=medreason.trainers.dapo_stage.rollout_engine(args, model_path).")
         self.engine = engine or TransformersEngine(self.policy, processing_class, args.transformers_generation_batch_size,
@@ -217,11 +223,6 @@ class DAPOTrainer:
 
     def _check_distributed_type(self) -> None:
         accelerator = self.accelerator
-        if accelerator.distributed_type == DistributedType.DEEPSPEED:
-            # DeepSpeed's engine steps the optimizer inside every backward (a fixed gradient_accumulation_steps),
-            # while a DAPO mini-batch has as many micro-batches as its token budget makes.
-            raise ValueError("DAPOTrainer does not run under DeepSpeed: launch the dapo stage with DDP or FSDP2, "
-                             "e.g. --config_file $(python -m medreason.config accelerate/fsdp2_8gpu.yaml).")
         if accelerator.distributed_type == DistributedType.FSDP and not accelerator.is_fsdp2:
             raise ValueError("DAPOTrainer runs under FSDP2 only (flat FSDP1 parameters cannot be gathered per tensor): "
                              "set fsdp_version: 2 in the accelerate config (accelerate/fsdp2_8gpu.yaml).")
@@ -450,10 +451,7 @@ class DAPOTrainer:
         normalizer = accelerator.reduce(torch.as_tensor(float(local_count), device=accelerator.device), "sum")
         for index, (micro, batch) in enumerate(zip(micro_sequences, micro_batches, strict=True)):
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-            # DDP all-reduces once, at the last micro-batch's backward. FSDP2 reduce-scatters every one: skipping
-            # it would accumulate unsharded gradients, a full model's worth per rank.
-            sync = self.sharded or index == len(micro_batches) - 1
-            with nullcontext() if sync else accelerator.no_sync(self.model):
+            with micro_batch_backward(accelerator, self.model, index == len(micro_batches) - 1, self.sharded):
                 with accelerator.autocast():
                     loss, metrics = self.compute_loss(micro, batch, normalizer)
                 accelerator.backward(loss * accelerator.num_processes)
@@ -462,15 +460,8 @@ class DAPOTrainer:
                 totals[name] += value.detach().float() * tokens
             totals["tokens"] += tokens
             totals["loss"] += loss.detach().float()
-        grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-        if isinstance(grad_norm, DTensor):  # FSDP2: the norm is a replicated DTensor
-            grad_norm = grad_norm.full_tensor()
-        if torch.isfinite(grad_norm):
-            self.optimizer.step()
-        else:
-            logger.warning("Skipped an optimizer update: the gradient norm is %s.", grad_norm.item())
-            totals["skipped_updates"] += 1.0
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm, skipped = finish_update(accelerator, self.model, self.optimizer, args.max_grad_norm)
+        totals["skipped_updates"] += float(skipped)
         totals["grad_norm"] += grad_norm.detach().float()
         totals["updates"] += 1.0
 

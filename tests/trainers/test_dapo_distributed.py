@@ -1,4 +1,4 @@
-"""Two CPU ranks (gloo), under DDP and under FSDP2, train exactly as one process does.
+"""Two CPU ranks (gloo), under DDP, FSDP2 and DeepSpeed ZeRO-2/3, train exactly as one process does.
 
 The test runs this file under ``torchrun --nproc_per_node 2``. Each rank samples half of the prompts
 from an engine whose responses depend only on the prompt, so every run trains on the same groups; with
@@ -9,7 +9,9 @@ engine of *every* rank after each step, ``save_model`` after ``train``, resume, 
 with the transformers engine on a sharded policy.
 
 accelerate runs FSDP on accelerators only; :func:`_declare_fsdp2_on_cpu` declares an FSDP2 launch on
-CPU, so ``accelerator.prepare`` applies the real ``fully_shard`` over gloo.
+CPU, so ``accelerator.prepare`` applies the real ``fully_shard`` over gloo. The ZeRO modes set the
+environment ``accelerate launch --config_file accelerate/zero3_2cpu.yaml`` sets, and the trainer settings
+:func:`~medreason.utils.launch.trainer_settings_for_launch` gives such a launch without a GPU.
 """
 
 import json
@@ -28,6 +30,7 @@ from medreason.testing import tiny_records
 from medreason.testing.distributed import torchrun
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
+from medreason.utils.launch import trainer_settings_for_launch
 
 
 class _PromptSeededEngine(GenerationEngine):
@@ -64,15 +67,17 @@ def _distinct_token_reward(completions, *, completion_ids, **kwargs):
 
 
 def _train(model_dir: str, output_dir: Path, max_steps: int = 2, resume: bool = False, seeded: bool = True,
-           fsdp2: bool = False, padding_free: bool = False) -> DAPOTrainer:
+           fsdp2: bool = False, padding_free: bool = False, deepspeed: bool = False) -> DAPOTrainer:
     """``seeded=False``: the trainer's own transformers engine samples from the (possibly sharded) policy."""
     args = DAPOConfig(
-        output_dir=str(output_dir), use_cpu=True, bf16=False, seed=0, max_steps=max_steps, num_generations=4,
+        output_dir=str(output_dir), bf16=False, seed=0, max_steps=max_steps, num_generations=4,
         train_prompt_batch_size=4, gen_prompt_batch_size=4, mini_batch_size=4, max_completion_length=12,
         overlong_buffer_length=0, rewards=["format"], dynamic_sampling=False, learning_rate=1e-4, warmup_steps=0,
         save_steps=1, micro_batch_token_budget=200,  # 1-2 sequences per micro-batch: the ranks get different counts
         weight_sync_bucket_mb=0.02,  # ~20 KB: the tiny model's weights arrive in several buckets
         padding_free=padding_free,
+        # DeepSpeed on CPU: use_cpu=False, ddp_backend="gloo", as the recipe runner sets them under that launch
+        **(trainer_settings_for_launch({"use_cpu": True}) if deepspeed else {"use_cpu": True}),
     )
     data = [{"prompt": [{"role": "user", "content": r["question"]}]} for r in tiny_records(4)]
     engine = _PromptSeededEngine(AutoTokenizer.from_pretrained(model_dir)) if seeded else None
@@ -105,8 +110,10 @@ def single(tiny_model_dir, tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp2", "fsdp2-padding-free"])
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2", "fsdp2-padding-free", "zero2", "zero3"])
 def test_two_ranks_match_one_process(mode, single, tiny_model_dir, tmp_path):
+    if mode.startswith("zero"):
+        pytest.importorskip("deepspeed", reason="ZeRO needs deepspeed: DS_BUILD_OPS=0 pip install 'deepspeed>=0.17'")
     torchrun(__file__, mode, tiny_model_dir, tmp_path)
     reference = single("padding-free" in mode)
 
@@ -114,7 +121,7 @@ def test_two_ranks_match_one_process(mode, single, tiny_model_dir, tmp_path):
     metrics = reference.log_history[-1]
     assert result["loss"] == pytest.approx(metrics["loss"], rel=1e-5, abs=1e-7)
     assert result["grad_norm"] == pytest.approx(metrics["grad_norm"], rel=1e-5)
-    assert set(result["sharded"]) == {mode.startswith("fsdp2")}  # every run
+    assert set(result["sharded"]) == {mode not in ("ddp", "zero2")}  # every run; ZeRO-2 keeps whole parameters
     # The token budget gave the ranks different numbers of micro-batches at least once.
     assert result["micro_batch_counts"][0] != result["micro_batch_counts"][1]
 
@@ -156,7 +163,9 @@ def _declare_fsdp2_on_cpu() -> None:
 
 def _run_rank(mode: str, model_dir: str, out: Path) -> None:
     torch.set_num_threads(1)
-    fsdp2, padding_free = mode.startswith("fsdp2"), "padding-free" in mode
+    fsdp2, padding_free, deepspeed = mode.startswith("fsdp2"), "padding-free" in mode, mode.startswith("zero")
+    if deepspeed:  # what accelerate launch --config_file accelerate/zero3_2cpu.yaml sets (zero_stage: 2 for ZeRO-2)
+        os.environ.update(ACCELERATE_USE_DEEPSPEED="true", ACCELERATE_DEEPSPEED_ZERO_STAGE=mode.removeprefix("zero"))
     counts: list[int] = []
     pack = dapo_trainer.pack_by_token_budget
 
@@ -166,7 +175,7 @@ def _run_rank(mode: str, model_dir: str, out: Path) -> None:
         return batches
 
     dapo_trainer.pack_by_token_budget = counting_pack
-    trainer = _train(model_dir, out / "run", fsdp2=fsdp2, padding_free=padding_free)
+    trainer = _train(model_dir, out / "run", fsdp2=fsdp2, padding_free=padding_free, deepspeed=deepspeed)
     trainer.save_model(out / "final")
     rank = trainer.accelerator.process_index
     torch.save(trainer.engine.received, out / f"synced_{rank}.pt")
@@ -174,8 +183,8 @@ def _run_rank(mode: str, model_dir: str, out: Path) -> None:
     torch.distributed.all_gather_object(all_counts, counts)
     dapo_trainer.pack_by_token_budget = pack
 
-    _train(model_dir, out / "resumed", max_steps=1, fsdp2=fsdp2, padding_free=padding_free)  # "killed" after step 1
-    resumed = _train(model_dir, out / "resumed", max_steps=2, resume=True, fsdp2=fsdp2, padding_free=padding_free)
+    _train(model_dir, out / "resumed", max_steps=1, fsdp2=fsdp2, padding_free=padding_free, deepspeed=deepspeed)  # "killed" after step 1
+    resumed = _train(model_dir, out / "resumed", max_steps=2, resume=True, fsdp2=fsdp2, padding_free=padding_free, deepspeed=deepspeed)
     resumed.save_model(out / "resumed_final")
     result = {"loss": trainer.log_history[-1]["loss"], "grad_norm": trainer.log_history[-1]["grad_norm"],
               "sharded": [trainer.sharded, resumed.sharded], "micro_batch_counts": all_counts,

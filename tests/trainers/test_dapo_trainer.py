@@ -254,16 +254,13 @@ def test_checkpoint_rotation_keeps_the_newest(model_dir, tmp_path):
     assert trainer.latest_checkpoint() == tmp_path / "checkpoint-3"
 
 
-@pytest.mark.parametrize(("distributed_type", "fsdp2", "message"), [
-    (DistributedType.DEEPSPEED, False, "does not run under DeepSpeed.*fsdp2_8gpu.yaml"),
-    (DistributedType.FSDP, False, "FSDP2 only.*fsdp_version: 2"),
-])
-def test_launches_without_a_dapo_path_fail_with_the_config_to_use(distributed_type, fsdp2, message):
-    launch = SimpleNamespace(accelerator=SimpleNamespace(distributed_type=distributed_type, is_fsdp2=fsdp2))
-    with pytest.raises(ValueError, match=message):
+def test_fsdp1_fails_with_the_config_to_use():
+    launch = SimpleNamespace(accelerator=SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=False))
+    with pytest.raises(ValueError, match="FSDP2 only.*fsdp_version: 2"):
         DAPOTrainer._check_distributed_type(launch)
-    DAPOTrainer._check_distributed_type(SimpleNamespace(accelerator=SimpleNamespace(
-        distributed_type=DistributedType.FSDP, is_fsdp2=True)))  # FSDP2 passes
+    for distributed_type, fsdp2 in [(DistributedType.FSDP, True), (DistributedType.DEEPSPEED, False)]:  # these pass
+        DAPOTrainer._check_distributed_type(SimpleNamespace(accelerator=SimpleNamespace(
+            distributed_type=distributed_type, is_fsdp2=fsdp2)))
 
 
 _LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
