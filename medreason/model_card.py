@@ -20,11 +20,14 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from medreason.eval.rubric_eval import RUBRIC_BENCHMARKS
 from medreason.run_summary import read_summary
 from medreason.stage_context import TRAINING_KINDS, read_completion_marker
 
 CARD_FILE = "README.md"
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_MCQ_TASK = ({"type": "multiple-choice", "name": "Medical multiple-choice QA"}, "accuracy")
+_RUBRIC_TASK = ({"type": "text-generation", "name": "Open-ended medical conversations graded by rubric"}, "rubric_score")
 
 
 def file_sha256(path: Path) -> str:
@@ -115,10 +118,13 @@ def render_model_card(
         if "accuracies_without_ttt" in metrics:  # the stage measured with and without test-time training
             runs = [("accuracies_without_ttt", f"accuracy ({name})"), ("accuracies", f"accuracy with TTT ({name})")]
         for benchmark in metrics.get("accuracies", {}):
+            # A rubric benchmark's "accuracy" is its HealthBench-style score: met points over positive points.
+            task, metric = _RUBRIC_TASK if benchmark in RUBRIC_BENCHMARKS else _MCQ_TASK
             results.append({
-                "task": {"type": "multiple-choice", "name": "Medical multiple-choice QA"},
+                "task": task,
                 "dataset": {"name": titles.get(benchmark, benchmark), "type": benchmark},
-                "metrics": [{"type": "accuracy", "value": round(100 * metrics[key][benchmark], 2), "name": label}
+                "metrics": [{"type": metric, "value": round(100 * metrics[key][benchmark], 2),
+                             "name": label.replace("accuracy", metric.replace("_", " "))}
                             for key, label in runs if benchmark in metrics.get(key, {})],
             })
     base_model = str(run_cfg.model.name_or_path)

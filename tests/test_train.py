@@ -73,8 +73,9 @@ def test_tiny_recipe_command_runs_every_stage(tmp_path):
         card = (tmp_path / name / "final" / "README.md").read_text()
         assert yaml.safe_load(card.split("---\n")[1])["library_name"] == "transformers"
     dapo_card = yaml.safe_load((tmp_path / "dapo" / "final" / "README.md").read_text().split("---\n")[1])
-    (accuracy,) = dapo_card["model-index"][0]["results"]
+    accuracy, rubric_score = dapo_card["model-index"][0]["results"]
     assert accuracy["dataset"]["type"] == "tiny_mcq" and len(accuracy["metrics"]) == 2  # without and with TTT
+    assert rubric_score["dataset"]["type"] == "tiny_rubric" and rubric_score["metrics"][0]["type"] == "rubric_score"
     report = (tmp_path / "report.md").read_text()
     assert "![dapo training curves](dapo/curves.png)" in report and "[model card](dapo/final/README.md)" in report
     assert "Tiny MCQ" in report and "![eval results](eval/results.png)" in report
