@@ -207,12 +207,10 @@ class JudgeCalls:
                     known[key] = JudgeOutcome(None, error="judge budget spent")
                 else:
                     todo[key] = list(prompt)
-            pending = list(todo)
-            for start in range(0, len(pending), self.chunk_size):
-                chunk = pending[start : start + self.chunk_size]
+            if todo:
                 # _ask takes the lock when it ends, so it cannot clear these entries before they are set
-                asked = self._executor().submit(self._ask, chunk, [todo[key] for key in chunk], parse)
-                for key in chunk:
+                asked = self._executor().submit(self._ask, list(todo), list(todo.values()), parse)
+                for key in todo:
                     self._in_flight[key] = known[key] = asked
         waits = list(dict.fromkeys(value for value in known.values() if isinstance(value, Future)))
 
@@ -225,21 +223,25 @@ class JudgeCalls:
         return SubmittedJudging(then(gather(waits), collect), len(todo))
 
     def _executor(self) -> ThreadPoolExecutor:
-        # threads that wait on the engine: the OpenAI client sends every chunk's requests concurrently
-        # on its own loop, so a few threads keep a few submissions (generation rounds) in flight
+        # one thread per submission in flight (a trainer overlaps a round or two); within a submission the
+        # chunks go one after another, each chunk's requests concurrently on the engine's own loop
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="judge")
         return self._pool
 
     def _ask(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
-        try:
-            return self._ask_all(keys, prompts, parse)
+        try:  # chunk after chunk, each cached as soon as it is answered: a killed run loses one chunk at most
+            results: dict[str, JudgeOutcome] = {}
+            for start in range(0, len(keys), self.chunk_size):
+                end = start + self.chunk_size
+                results.update(self._ask_chunk(keys[start:end], prompts[start:end], parse))
+            return results
         finally:  # answered (and cached) or failed (not cached: a later submission asks again)
             with self._lock:
                 for key in keys:
                     self._in_flight.pop(key, None)
 
-    def _ask_all(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
+    def _ask_chunk(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
         results = {key: JudgeOutcome(None) for key in keys}
         waiting = list(range(len(keys)))
         for attempt in range(self.max_attempts):
