@@ -497,7 +497,7 @@ class DAPOTrainer:
             self.group_filter.add(groups, nonconstant_groups(values, args.num_generations))
             if self.group_filter.full:
                 break
-            pending = following or self.sample_round(pending.index + 1)
+            pending = following if following is not None else self.sample_round(pending.index + 1)
         groups = self.group_filter.pop_batch()
         if isinstance(self.engine, SleepableEngine):
             self.engine.sleep()  # colocated vLLM frees its KV cache and weights while the policy trains
@@ -532,8 +532,8 @@ class DAPOTrainer:
 
         metrics.update(self._update_metrics(totals), learning_rate=self.lr_scheduler.get_last_lr()[0],
                        epoch=self.stream.epochs_done)
-        times = {"generate": generated - start, "reward_wait": self._reward_wait, "old_logprob": old_done - generated, "reference": ref_done - old_done,
-                 "train": updated - ref_done, "sync": trained - updated, "step": trained - start}
+        times = {"generate": generated - start, "reward_wait": self._reward_wait, "old_logprob": old_done - generated,
+                 "reference": ref_done - old_done, "train": updated - ref_done, "sync": trained - updated, "step": trained - start}
         return metrics | {f"time/{phase}": seconds for phase, seconds in times.items()}
 
     def sync_weights(self) -> None:
