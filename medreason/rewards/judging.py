@@ -12,6 +12,10 @@ Parsed verdicts are appended to a JSONL cache (flushed and synced per chunk, key
 prompt and sampling settings) with the judge's raw answers, so a killed run repeats no judge call
 that had finished, and every verdict can be audited. Failures are not cached: a rerun asks again.
 
+:meth:`JudgeCalls.submit` sends prompts in the background and returns a future, so a trainer generates
+its next round while the judge answers this one; what each submission asks (cache hits, prompts already
+in flight, the budget) is decided when it is submitted, in order, so overlapping changes no result.
+
 :func:`grade_rubrics` is HealthBench's grading (one call per criterion) on top of it.
 """
 
