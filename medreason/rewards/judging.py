@@ -29,6 +29,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +185,13 @@ class JudgeCalls:
             budget: Most new judge prompts to send in this call (cache hits are free); the rest get
                 ``verdict=None`` with ``error="judge budget spent"``.
         """
-        return self.submit(prompts, parse, budget).outcomes.result()
+        # on this thread, as before submit existed: Ctrl-C stops the run between chunks, not after all of them
+        return self.submit(prompts, parse, budget, background=False).outcomes.result()
 
-    def submit(self, prompts: Sequence[Messages], parse: Parser, budget: int | None = None) -> SubmittedJudging:
-        """Send the judge prompts in the background and return at once; :meth:`run` waits for them.
+    def submit(
+        self, prompts: Sequence[Messages], parse: Parser, budget: int | None = None, background: bool = True
+    ) -> SubmittedJudging:
+        """Send the judge prompts in the background and return at once (``background=False``: ask them first).
 
         Which prompts are cache hits, which are already in flight (asked by an earlier submission whose
         answers have not come yet: their outcome is shared, not asked again) and which the budget leaves
@@ -211,11 +215,15 @@ class JudgeCalls:
                     known[key] = JudgeOutcome(None, error="judge budget spent")
                 else:
                     todo[key] = list(prompt)
-            if todo:
-                # _ask takes the lock when it ends, so it cannot clear these entries before they are set
-                asked = self._executor().submit(self._ask, list(todo), list(todo.values()), parse)
-                for key in todo:
-                    self._in_flight[key] = known[key] = asked
+            asked: Future[dict[str, JudgeOutcome]] = Future()
+            for key in todo:
+                self._in_flight[key] = known[key] = asked
+        if todo:
+            work = partial(self._ask, asked, list(todo), list(todo.values()), parse)
+            if background:
+                self._executor().submit(work)
+            else:
+                work()
         waits = list(dict.fromkeys(value for value in known.values() if isinstance(value, Future)))
 
         def collect(answered: list[dict[str, JudgeOutcome]]) -> list[JudgeOutcome]:
@@ -233,13 +241,16 @@ class JudgeCalls:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="judge")
         return self._pool
 
-    def _ask(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
+    def _ask(self, answered: Future[dict[str, JudgeOutcome]], keys: list[str], prompts: list[Messages], parse: Parser) -> None:
         try:  # chunk after chunk, each cached as soon as it is answered: a killed run loses one chunk at most
             results: dict[str, JudgeOutcome] = {}
             for start in range(0, len(keys), self.chunk_size):
                 end = start + self.chunk_size
                 results.update(self._ask_chunk(keys[start:end], prompts[start:end], parse))
-            return results
+            answered.set_result(results)
+        except BaseException as error:  # KeyboardInterrupt too: whoever waits on these prompts must not hang
+            answered.set_exception(error)
+            raise
         finally:  # answered (and cached) or failed (not cached: a later submission asks again)
             with self._lock:
                 for key in keys:
