@@ -12,6 +12,10 @@ Parsed verdicts are appended to a JSONL cache (flushed and synced per chunk, key
 prompt and sampling settings) with the judge's raw answers, so a killed run repeats no judge call
 that had finished, and every verdict can be audited. Failures are not cached: a rerun asks again.
 
+:meth:`JudgeCalls.submit` sends prompts in the background and returns a future, so a trainer generates
+its next round while the judge answers this one; what each submission asks (cache hits, prompts already
+in flight, the budget) is decided when it is submitted, in order, so overlapping changes no result.
+
 :func:`grade_rubrics` is HealthBench's grading (one call per criterion) on top of it.
 """
 
@@ -21,8 +25,11 @@ import hashlib
 import json
 import os
 import threading
+from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from medreason.engines import GenerationEngine, SamplingParams, build_engine
 from medreason.rewards.registry import Reward
 from medreason.tasks.judge_prompts import JudgeVerdict, parse_rubric_verdict, rubric_judge_prompt
 from medreason.tasks.rubric import RubricItem
+from medreason.utils.futures import gather, then
 from medreason.utils.jsonl import JsonlLog
 from medreason.utils.logging import get_logger
 
@@ -40,9 +48,12 @@ __all__ = [
     "JudgeOutcome",
     "JudgedReward",
     "RubricGrade",
+    "SubmittedJudging",
     "build_judge_engine",
     "final_answer",
     "grade_rubrics",
+    "rubric_grades",
+    "rubric_prompts",
 ]
 
 Messages = list[dict[str, str]]
@@ -97,6 +108,20 @@ class JudgeOutcome:
     error: str | None = None
 
 
+@dataclass
+class SubmittedJudging:
+    """Judge prompts on their way: the outcomes to come, and how many new requests were sent for them.
+
+    Args:
+        outcomes: One :class:`JudgeOutcome` per submitted prompt, in order, once the judge has answered.
+        sent: New judge prompts this submission sent (cache hits, shared in-flight prompts and prompts
+            over the budget not counted): what it takes from a budget.
+    """
+
+    outcomes: Future[list[JudgeOutcome]]
+    sent: int
+
+
 class JudgeCalls:
     """Batched, cached, retried calls to a judge model.
 
@@ -132,6 +157,8 @@ class JudgeCalls:
         self.calls = 0
         """Judge requests sent so far (cache hits not counted)."""
         self._lock = threading.Lock()
+        self._in_flight: dict[str, Future[dict[str, JudgeOutcome]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._log = JsonlLog(Path(cache_path), fsync=True) if cache_path is not None else None
         self._cache: dict[str, dict[str, Any]] = {}
         if self._log is not None:
@@ -158,27 +185,78 @@ class JudgeCalls:
             budget: Most new judge prompts to send in this call (cache hits are free); the rest get
                 ``verdict=None`` with ``error="judge budget spent"``.
         """
+        # on this thread, as before submit existed: Ctrl-C stops the run between chunks, not after all of them
+        return self.submit(prompts, parse, budget, background=False).outcomes.result()
+
+    def submit(
+        self, prompts: Sequence[Messages], parse: Parser, budget: int | None = None, background: bool = True
+    ) -> SubmittedJudging:
+        """Send the judge prompts in the background and return at once (``background=False``: ask them first).
+
+        Which prompts are cache hits, which are already in flight (asked by an earlier submission whose
+        answers have not come yet: their outcome is shared, not asked again) and which the budget leaves
+        out is decided here, on the caller's thread, in submission order, so overlapping submissions
+        send exactly the requests that one-after-another calls would.
+        """
         kind = getattr(parse, "__name__", "parse")
         keys = [self._key(list(prompt), kind) for prompt in prompts]
-        outcomes: dict[str, JudgeOutcome] = {}
+        known: dict[str, JudgeOutcome | Future[dict[str, JudgeOutcome]]] = {}
         todo: dict[str, Messages] = {}
-        for key, prompt in zip(keys, prompts, strict=True):
-            if key in outcomes or key in todo:
-                continue
-            entry = self._cache.get(key)
-            if entry is not None:
-                outcomes[key] = JudgeOutcome(JudgeVerdict(entry["value"], entry.get("explanation", "")), entry.get("raw", []), True)
-            elif budget is not None and len(todo) >= budget:
-                outcomes[key] = JudgeOutcome(None, error="judge budget spent")
+        with self._lock:
+            for key, prompt in zip(keys, prompts, strict=True):
+                if key in known or key in todo:
+                    continue
+                entry = self._cache.get(key)
+                if entry is not None:
+                    known[key] = JudgeOutcome(JudgeVerdict(entry["value"], entry.get("explanation", "")), entry.get("raw", []), True)
+                elif key in self._in_flight:
+                    known[key] = self._in_flight[key]
+                elif budget is not None and len(todo) >= budget:
+                    known[key] = JudgeOutcome(None, error="judge budget spent")
+                else:
+                    todo[key] = list(prompt)
+            asked: Future[dict[str, JudgeOutcome]] = Future()
+            for key in todo:
+                self._in_flight[key] = known[key] = asked
+        if todo:
+            work = partial(self._ask, asked, list(todo), list(todo.values()), parse)
+            if background:
+                self._executor().submit(work)
             else:
-                todo[key] = list(prompt)
-        pending = list(todo)
-        for start in range(0, len(pending), self.chunk_size):
-            chunk = pending[start : start + self.chunk_size]
-            outcomes.update(self._ask(chunk, [todo[key] for key in chunk], parse))
-        return [outcomes[key] for key in keys]
+                work()
+        waits = list(dict.fromkeys(value for value in known.values() if isinstance(value, Future)))
 
-    def _ask(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
+        def collect(answered: list[dict[str, JudgeOutcome]]) -> list[JudgeOutcome]:
+            found = {key: value for key, value in known.items() if isinstance(value, JudgeOutcome)}
+            for results in answered:
+                found.update((key, outcome) for key, outcome in results.items() if key in known)
+            return [found[key] for key in keys]
+
+        return SubmittedJudging(then(gather(waits), collect), len(todo))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # one thread per submission in flight (a trainer overlaps a round or two); within a submission the
+        # chunks go one after another, each chunk's requests concurrently on the engine's own loop
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="judge")
+        return self._pool
+
+    def _ask(self, answered: Future[dict[str, JudgeOutcome]], keys: list[str], prompts: list[Messages], parse: Parser) -> None:
+        try:  # chunk after chunk, each cached as soon as it is answered: a killed run loses one chunk at most
+            results: dict[str, JudgeOutcome] = {}
+            for start in range(0, len(keys), self.chunk_size):
+                end = start + self.chunk_size
+                results.update(self._ask_chunk(keys[start:end], prompts[start:end], parse))
+            answered.set_result(results)
+        except BaseException as error:  # KeyboardInterrupt too: whoever waits on these prompts must not hang
+            answered.set_exception(error)
+            raise
+        finally:  # answered (and cached) or failed (not cached: a later submission asks again)
+            with self._lock:
+                for key in keys:
+                    self._in_flight.pop(key, None)
+
+    def _ask_chunk(self, keys: list[str], prompts: list[Messages], parse: Parser) -> dict[str, JudgeOutcome]:
         results = {key: JudgeOutcome(None) for key in keys}
         waiting = list(range(len(keys)))
         for attempt in range(self.max_attempts):
@@ -238,12 +316,10 @@ class RubricGrade:
         return any(verdict is None for verdict in self.met)
 
 
-def grade_rubrics(
-    judge: JudgeCalls,
+def rubric_prompts(
     requests: Sequence[tuple[Sequence[Mapping[str, str]], str, Sequence[RubricItem]]],
-    budget: int | None = None,
-) -> list[RubricGrade]:
-    """Grade each ``(conversation, response, rubric items)`` with one judge call per item, all batched together.
+) -> tuple[list[Messages], list[tuple[int, int]]]:
+    """The judge prompts of each ``(conversation, response, rubric items)`` (one per item) and each request's span.
 
     ``response`` is graded as its :func:`final_answer` (the reasoning is not shown to the judge).
     """
@@ -253,25 +329,48 @@ def grade_rubrics(
         answer = final_answer(response)
         prompts.extend(rubric_judge_prompt(conversation, answer, item) for item in items)
         spans.append((start, len(prompts)))
-    outcomes = judge.run(prompts, parse_rubric_verdict, budget=budget)
+    return prompts, spans
+
+
+def rubric_grades(outcomes: Sequence[JudgeOutcome], spans: Sequence[tuple[int, int]]) -> list[RubricGrade]:
+    """Each request's :class:`RubricGrade` from the outcomes of :func:`rubric_prompts`' prompts."""
     grades = []
     for start, end in spans:
-        chosen = outcomes[start:end]
+        chosen = list(outcomes[start:end])
         met = [None if o.verdict is None else bool(o.verdict.value) for o in chosen]
         grades.append(RubricGrade(met, chosen))
     return grades
 
 
+def grade_rubrics(
+    judge: JudgeCalls,
+    requests: Sequence[tuple[Sequence[Mapping[str, str]], str, Sequence[RubricItem]]],
+    budget: int | None = None,
+) -> list[RubricGrade]:
+    """Grade each ``(conversation, response, rubric items)`` with one judge call per item, all batched together.
+
+    ``response`` is graded as its :func:`final_answer` (the reasoning is not shown to the judge).
+    """
+    prompts, spans = rubric_prompts(requests)
+    return rubric_grades(judge.run(prompts, parse_rubric_verdict, budget=budget), spans)
+
+
 class JudgedReward(Reward):
-    """Base of the judge rewards: the judge's settings, its cache and a per-call budget.
+    """Base of the judge rewards: the judge's settings, its cache and a per-step budget.
+
+    Subclasses implement :meth:`submit`: build the judge prompts on the caller's thread, send them with
+    :meth:`_judge` (it returns at once) and turn the outcomes into scores when they come. A trainer
+    that calls :meth:`submit` generates its next round while the judge answers this one.
 
     Args:
         judge: The judge: an engine, or its settings ``{"backend": "openai", "model": ..., "base_url": ...,
             **engine kwargs}`` (the engine is built on first use, so a config error shows before training).
         cache_dir: Folder for the verdict cache (``<cache_dir>/<reward name>.jsonl``, ``….rank<N>.jsonl``
             per rank under a multi-process launch); ``None``: no cache.
-        max_calls_per_step: Most new judge requests per reward call (one DAPO generation round);
-            completions beyond it are skipped (``None``) with a warning. ``None``: no limit.
+        max_calls_per_step: Most new judge requests per optimizer step, over all its generation rounds
+            (cache hits are free): the trainer calls :meth:`begin_step` before each step's first round.
+            Completions beyond it are skipped (``None``) with a warning. Used outside a trainer, the count
+            runs from the reward's creation or the last :meth:`begin_step`. ``None``: no limit.
         max_attempts: Tries per judge prompt while its answer is unparsable.
         sampling: Judge sampling settings (:class:`SamplingParams` or its fields); default greedy.
         chunk_size: Judge prompts per engine call.
@@ -307,7 +406,32 @@ class JudgedReward(Reward):
         self._sampling = SamplingParams(**sampling) if isinstance(sampling, Mapping) else (sampling or JUDGE_SAMPLING)
         self._max_attempts, self._chunk_size = max_attempts, chunk_size
         self.max_calls_per_step = max_calls_per_step
+        self.step_calls = 0
+        """New judge requests sent since the last :meth:`begin_step` (what the budget counts)."""
         self._calls: JudgeCalls | None = None
+
+    def begin_step(self) -> None:
+        """Start a new optimizer step: the judge budget (``max_calls_per_step``) is whole again."""
+        self.step_calls = 0
+
+    def __call__(self, completions: list[str], **kwargs: Any) -> list[float | None]:
+        return self.submit(completions, **kwargs).result()
+
+    @abstractmethod
+    def submit(self, completions: list[str], **kwargs: Any) -> Future[list[float | None]]:
+        """Send the judge requests of these completions and return at once; the scores come in the future."""
+
+    def _judge(self, prompts: Sequence[Messages], parse: Parser) -> Future[list[JudgeOutcome]]:
+        """Submit judge prompts within what is left of this step's budget; failures are logged when they come."""
+        budget = None if self.max_calls_per_step is None else max(self.max_calls_per_step - self.step_calls, 0)
+        submitted = self.judge.submit(prompts, parse, budget)
+        self.step_calls += submitted.sent
+
+        def reported(outcomes: list[JudgeOutcome]) -> list[JudgeOutcome]:
+            self._report(outcomes)
+            return outcomes
+
+        return then(submitted.outcomes, reported)
 
     @property
     def judge(self) -> JudgeCalls:

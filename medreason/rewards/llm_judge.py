@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from medreason.engines import GenerationEngine, SamplingParams
-from medreason.rewards.judging import JudgedReward, final_answer
+from medreason.rewards.judging import JudgedReward, JudgeOutcome, final_answer
 from medreason.rewards.registry import register_reward
 from medreason.tasks.judge_prompts import LLM_JUDGE_TEMPLATE, parse_score_verdict, reference_judge_prompt
+from medreason.utils.futures import call_now, then
 
 __all__ = ["LLMJudgeReward"]
 
@@ -55,7 +57,7 @@ class LLMJudgeReward(JudgedReward):
         self.template = template
         self.reference_column = reference_column
 
-    def __call__(self, completions: list[str], **kwargs: Any) -> list[float | None]:
+    def submit(self, completions: list[str], **kwargs: Any) -> Future[list[float | None]]:
         count = len(completions)
         references = kwargs.get(self.reference_column) or [None] * count
         prompts = kwargs.get("prompts") or [""] * count
@@ -65,15 +67,17 @@ class LLMJudgeReward(JudgedReward):
                 question = prompt if isinstance(prompt, str) else "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
                 chosen.append(index)
                 judge_prompts.append(reference_judge_prompt(question, reference, final_answer(text), self.template))
-        scores: list[float | None] = [None] * count
         if not judge_prompts:
+            return call_now(list, [None] * count)
+
+        def scored(outcomes: list[JudgeOutcome]) -> list[float | None]:
+            scores: list[float | None] = [None] * count
+            for index, outcome in zip(chosen, outcomes, strict=True):
+                if outcome.verdict is not None:
+                    scores[index] = float(outcome.verdict.value)
             return scores
-        outcomes = self.judge.run(judge_prompts, parse_score_verdict, budget=self.max_calls_per_step)
-        self._report(outcomes)
-        for index, outcome in zip(chosen, outcomes, strict=True):
-            if outcome.verdict is not None:
-                scores[index] = float(outcome.verdict.value)
-        return scores
+
+        return then(self._judge(judge_prompts, parse_score_verdict), scored)
 
 
 register_reward("llm_judge")(LLMJudgeReward)

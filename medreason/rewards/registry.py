@@ -24,11 +24,12 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
 
+from medreason.utils.futures import call_now
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -36,6 +37,9 @@ logger = get_logger(__name__)
 RewardFunc = Callable[..., list[float | None]]
 
 _REGISTRY: dict[str, RewardFunc] = {}
+
+# AsyncReward's event loops, one per submission in flight (a trainer overlaps a round or two)
+_ASYNC_REWARD_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="async-reward")
 
 
 def register_reward(name: str) -> Callable[[RewardFunc], RewardFunc]:
@@ -117,11 +121,24 @@ def reward_name(reward: RewardFunc) -> str:
 
 
 class Reward(ABC):
-    """Base class for rewards with settings: implement :meth:`__call__` with the reward signature."""
+    """Base class for rewards with settings: implement :meth:`__call__` with the reward signature.
+
+    Trainers call :meth:`submit` (and :meth:`begin_step` before each optimizer step): a reward that waits
+    on a server (an LLM judge) overrides it to return at once, so the trainer generates its next round
+    while the reward is in flight and reads the scores when it needs them.
+    """
 
     @abstractmethod
     def __call__(self, completions: list[str], **kwargs: Any) -> list[float | None]:
         """One score (or ``None`` to skip) per completion."""
+
+    def submit(self, completions: list[str], **kwargs: Any) -> Future[list[float | None]]:
+        """Start scoring and return the scores' future; by default scores now (a finished future)."""
+        return call_now(self, completions, **kwargs)
+
+    def begin_step(self) -> None:
+        """Called by trainers before each optimizer step's first generation round (per-step state, e.g. a budget)."""
+        return None  # most rewards keep no per-step state
 
 
 class AsyncReward(Reward):
@@ -153,8 +170,11 @@ class AsyncReward(Reward):
         """Score one completion; ``sample`` holds that completion's dataset columns and trainer fields."""
 
     def __call__(self, completions: list[str], **kwargs: Any) -> list[float | None]:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self._score_all(completions, kwargs)).result()
+        return self.submit(completions, **kwargs).result()
+
+    def submit(self, completions: list[str], **kwargs: Any) -> Future[list[float | None]]:
+        """Score in a background thread with its own event loop; return at once."""
+        return _ASYNC_REWARD_THREADS.submit(asyncio.run, self._score_all(completions, kwargs))
 
     async def _score_all(self, completions: list[str], columns: dict[str, Any]) -> list[float | None]:
         semaphore = asyncio.Semaphore(self.max_concurrency)

@@ -14,12 +14,15 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
-from medreason.rewards.judging import JudgedReward, grade_rubrics
+from medreason.rewards.judging import JudgedReward, JudgeOutcome, rubric_grades, rubric_prompts
 from medreason.rewards.registry import register_reward
+from medreason.tasks.judge_prompts import parse_rubric_verdict
 from medreason.tasks.rubric import RubricItem
 from medreason.tasks.rubric_scoring import rubric_score
+from medreason.utils.futures import call_now, then
 
 __all__ = ["RubricJudgeReward", "as_conversation", "rubric_items"]
 
@@ -74,7 +77,7 @@ class RubricJudgeReward(JudgedReward):
 
     cache_name = "rubric_judge"
 
-    def __call__(self, completions: list[str], **kwargs: Any) -> list[float | None]:
+    def submit(self, completions: list[str], **kwargs: Any) -> Future[list[float | None]]:
         count = len(completions)
         rubrics = kwargs.get("rubrics") or [None] * count
         prompts = kwargs.get("prompts") or [""] * count
@@ -84,15 +87,18 @@ class RubricJudgeReward(JudgedReward):
             if items is not None:
                 chosen.append((index, items))
                 requests.append((as_conversation(prompt), text, items))
-        scores: list[float | None] = [None] * count
         if not requests:
+            return call_now(list, [None] * count)
+        prompts, spans = rubric_prompts(requests)
+
+        def scored(outcomes: list[JudgeOutcome]) -> list[float | None]:
+            scores: list[float | None] = [None] * count
+            for (index, items), grade in zip(chosen, rubric_grades(outcomes, spans), strict=True):
+                if not grade.failed:
+                    scores[index] = rubric_score(items, [bool(met) for met in grade.met])
             return scores
-        grades = grade_rubrics(self.judge, requests, budget=self.max_calls_per_step)
-        self._report([outcome for grade in grades for outcome in grade.outcomes])
-        for (index, items), grade in zip(chosen, grades, strict=True):
-            if not grade.failed:
-                scores[index] = rubric_score(items, [bool(met) for met in grade.met])
-        return scores
+
+        return then(self._judge(prompts, parse_rubric_verdict), scored)
 
 
 register_reward("rubric_judge")(RubricJudgeReward)

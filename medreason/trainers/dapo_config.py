@@ -100,6 +100,10 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
         max_num_gen_batches (`int` or `None`, defaults to `10`): Generation rounds allowed per step before
             failing with :class:`~medreason.trainers.dynamic_sampling.DynamicSamplingError`; ``None`` (``null``)
             means no limit, which loops forever on data whose prompt groups never vary in reward.
+        overlap_rewards (`bool`, defaults to `True`): Generate the next round while this round's rewards (judge
+            requests) are in flight, whenever the next round is certain to be needed (the groups kept so far plus
+            this whole round cannot fill the batch). Same rollouts, rewards and budgets as ``False``; only the
+            waiting overlaps (:mod:`~medreason.trainers.reward_rounds`).
         micro_batch_token_budget (`int`, defaults to `28672`): Padded tokens (prompt + response; real tokens with
             ``padding_free``) per forward pass and device; bounds memory regardless of batch sizes (default:
             two full-length sequences).
@@ -206,6 +210,9 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
     )
     max_num_gen_batches: int | None = field(
         default=10, metadata={"help": "Generation rounds per step before failing (>= 1); null = no limit."}
+    )
+    overlap_rewards: bool = field(
+        default=True, metadata={"help": "Generate a certainly-needed next round while this round's judge requests are out."}
     )
     micro_batch_token_budget: int = field(
         default=28672, metadata={"help": "Padded (padding_free: real) tokens per forward/backward micro-batch and device."}

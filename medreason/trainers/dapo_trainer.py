@@ -35,6 +35,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ from medreason.trainers.peft_adapters import (
     save_adapter_and_merged,
 )
 from medreason.trainers.policy_weights import full_state_dict, is_sharded, iter_weight_buckets
+from medreason.trainers.reward_rounds import PendingRound, begin_step, resolve_rewards, submit_rewards
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -218,6 +220,7 @@ class DAPOTrainer:
         self.global_step = 0
         self.log_history: list[dict[str, float]] = []
         self._round_scores: list[tuple[list[list[float | None]], list[int], list[bool]]] = []
+        self._reward_wait = 0.0  # seconds this step waited for rewards (judge answers) after generating
         if trackers:
             self.accelerator.init_trackers(args.run_name or "medreason-dapo", config=args.to_sanitized_dict())
 
@@ -276,6 +279,10 @@ class DAPOTrainer:
 
     def generate_round(self, round_index: int) -> list[Rollout]:
         """Sample and score one generation batch; return every rank's prompt groups (same on all ranks)."""
+        return self.finish_round(self.sample_round(round_index))
+
+    def sample_round(self, round_index: int) -> PendingRound:
+        """Sample one generation batch (this rank's share) and start its rewards; judge scores may be in flight."""
         args, accelerator = self.args, self.accelerator
         indices = self.stream.take(args.gen_prompt_batch_size)[accelerator.process_index :: accelerator.num_processes]
         records = [self.records[i] for i in indices]
@@ -293,7 +300,17 @@ class DAPOTrainer:
         keys = dict.fromkeys(key for record in records for key in record if key != "_prompt_ids")
         columns = {key: [record.get(key) for record in records for _ in range(n)] for key in keys}
         columns["prompts"] = columns.pop("prompt")  # TRL's name
-        total, per_function = self.compute_rewards(texts, completion_ids=ids, truncated=truncated, **columns)
+        scores = self._submit_rewards(texts, completion_ids=ids, truncated=truncated, **columns)
+        return PendingRound(round_index, indices, records, texts, ids, truncated, scores)
+
+    def finish_round(self, pending: PendingRound) -> list[Rollout]:
+        """Wait for a sampled round's rewards; return every rank's prompt groups (same on all ranks)."""
+        args, n = self.args, self.args.num_generations
+        records, texts, ids, truncated = pending.records, pending.texts, pending.completion_ids, pending.truncated
+        waited = time.perf_counter()
+        per_function = resolve_rewards(self.reward_names, pending.scores, len(texts))
+        self._reward_wait += time.perf_counter() - waited
+        total = combine_rewards(per_function, self.reward_weights, len(texts))
         if args.filter_groups_metric == "reward":
             filter_values = total
         else:
@@ -310,25 +327,22 @@ class DAPOTrainer:
                 truncated=truncated[k * n : (k + 1) * n], rewards=total[k * n : (k + 1) * n].tolist(),
                 filter_values=filter_values[k * n : (k + 1) * n].tolist(),
             )
-            for k, (index, record) in enumerate(zip(indices, records, strict=True))
+            for k, (index, record) in enumerate(zip(pending.prompt_indices, records, strict=True))
         ]
         return gather_object(groups)
 
     def compute_rewards(self, completions: list[str], **kwargs: Any) -> tuple[torch.Tensor, list[list[float | None]]]:
         """The weighted reward of each completion (``NaN`` = skipped) and every function's raw scores."""
+        per_function = resolve_rewards(self.reward_names, self._submit_rewards(completions, **kwargs), len(completions))
+        return combine_rewards(per_function, self.reward_weights, len(completions)), per_function
+
+    def _submit_rewards(self, completions: list[str], **kwargs: Any) -> list[Future[list[float | None]]]:
         kwargs.update(
             max_completion_length=self.args.max_completion_length,
             overlong_buffer_length=self.args.overlong_buffer_length,
             overlong_penalty_factor=self.args.overlong_penalty_factor,
         )
-        per_function = []
-        for name, reward in zip(self.reward_names, self.reward_funcs, strict=True):
-            try:
-                per_function.append(list(reward(completions, **kwargs)))
-            except Exception as error:
-                raise RuntimeError(f"Reward {name!r} raised on a batch of {len(completions)} completions: {error!r}. "
-                                   "Rewards must return None for samples they cannot score, not raise.") from error
-        return combine_rewards(per_function, self.reward_weights, len(completions)), per_function
+        return submit_rewards(self.reward_funcs, completions, **kwargs)
 
     def _micro_batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
         """Token-budget micro-batches, padded with zero-weight ones to the most any rank has.
@@ -471,13 +485,19 @@ class DAPOTrainer:
         start = time.perf_counter()
         self._round_scores = []  # (per-function scores, lengths, truncated) of every round, for metrics
         self.group_filter.reset_stats()
-        round_index = 0
-        while not self.group_filter.full:
-            groups = self.generate_round(round_index)
+        self._reward_wait = 0.0
+        begin_step(self.reward_funcs)
+        pending = self.sample_round(0)
+        while True:
+            # the next round, when it is certainly needed, is generated while this one's judge requests are out
+            ahead = args.overlap_rewards and self.group_filter.needs_another_round(args.gen_prompt_batch_size)
+            following = self.sample_round(pending.index + 1) if ahead else None
+            groups = self.finish_round(pending)
             values = torch.tensor([value for group in groups for value in group.filter_values])
-            keep = nonconstant_groups(values, args.num_generations)
-            self.group_filter.add(groups, keep)
-            round_index += 1
+            self.group_filter.add(groups, nonconstant_groups(values, args.num_generations))
+            if self.group_filter.full:
+                break
+            pending = following if following is not None else self.sample_round(pending.index + 1)
         groups = self.group_filter.pop_batch()
         if isinstance(self.engine, SleepableEngine):
             self.engine.sleep()  # colocated vLLM frees its KV cache and weights while the policy trains
@@ -512,8 +532,8 @@ class DAPOTrainer:
 
         metrics.update(self._update_metrics(totals), learning_rate=self.lr_scheduler.get_last_lr()[0],
                        epoch=self.stream.epochs_done)
-        times = {"generate": generated - start, "old_logprob": old_done - generated, "reference": ref_done - old_done,
-                 "train": updated - ref_done, "sync": trained - updated, "step": trained - start}
+        times = {"generate": generated - start, "reward_wait": self._reward_wait, "old_logprob": old_done - generated,
+                 "reference": ref_done - old_done, "train": updated - ref_done, "sync": trained - updated, "step": trained - start}
         return metrics | {f"time/{phase}": seconds for phase, seconds in times.items()}
 
     def sync_weights(self) -> None:

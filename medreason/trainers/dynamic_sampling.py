@@ -141,6 +141,20 @@ class GroupFilter(Generic[T]):
         """Whether enough groups are collected for a training batch."""
         return len(self._kept) >= self.target_groups
 
+    def needs_another_round(self, incoming: int) -> bool:
+        """Whether one more generation batch is certain to be needed after one of ``incoming`` groups arrives.
+
+        True when even keeping all ``incoming`` groups cannot fill the batch and ``max_num_gen_batches``
+        allows another batch: the trainer may then generate it while the incoming batch is being scored.
+
+        >>> groups = GroupFilter(target_groups=4, max_num_gen_batches=3)
+        >>> groups.needs_another_round(2), groups.needs_another_round(4)
+        (True, False)
+        """
+        limit = self.max_num_gen_batches
+        allowed = limit is None or self.stats.generation_batches + 2 <= limit
+        return allowed and len(self._kept) + incoming < self.target_groups
+
     def add(self, groups: Sequence[T], keep: torch.Tensor) -> None:
         """Add one generation batch's groups; ``keep[k]`` says whether group ``k`` has reward variance.
 

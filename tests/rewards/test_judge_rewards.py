@@ -1,6 +1,8 @@
 """Judge answers parsed robustly, judge calls retried/cached/budgeted, and the judge rewards in DAPO."""
 
 import json
+import threading
+import time
 
 import pytest
 import torch
@@ -184,3 +186,93 @@ def test_mixed_dataset_each_record_gets_the_rewards_that_apply(tiny_model_dir, t
     assert not any(m["prompt"][0]["content"] in judged for m in mcq)
     metrics = trainer.log_history[-1]
     assert 0.0 <= metrics["rewards/rubric_judge"] <= 1.0 and 0.0 <= metrics["rewards/mcq_accuracy"] <= 1.0
+
+
+class GatedJudge(ScriptedJudge):
+    """A scripted judge that answers nothing until ``gate`` is set."""
+
+    def __init__(self, answers):
+        super().__init__(answers)
+        self.gate = threading.Event()
+
+    def generate(self, prompts, sampling):
+        assert self.gate.wait(timeout=30)
+        return super().generate(prompts, sampling)
+
+
+def test_overlapping_submissions_share_prompts_in_flight_and_take_the_budget_in_order():
+    judge = GatedJudge(lambda key: ['{"criteria_met": true}'])
+    calls = JudgeCalls(judge, chunk_size=1)
+    first = calls.submit([_prompt("a"), _prompt("b")], parse_rubric_verdict)
+    second = calls.submit([_prompt("b"), _prompt("c"), _prompt("d")], parse_rubric_verdict, budget=1)
+    # decided at submission: "b" is already on its way (free), "c" takes the budget, "d" is over it
+    assert (first.sent, second.sent) == (2, 1) and not first.outcomes.done()
+    judge.gate.set()
+    b, c, d = second.outcomes.result(timeout=30)
+    assert b.verdict.value is True and c.verdict.value is True and d.error == "judge budget spent"
+    assert [o.verdict.value for o in first.outcomes.result(timeout=30)] == [True, True]
+    assert sorted(judge.sent) == ["a", "b", "c"] and calls.calls == 3
+
+
+def test_judge_budget_is_per_step_over_all_rounds_not_per_call():
+    judge = ScriptedJudge(lambda key: ['{"criteria_met": true}'])
+    rubric = [{"criterion": "Is kind", "points": 1}, {"criterion": "Is brief", "points": 1}]
+    reward = RubricJudgeReward(judge=judge, max_calls_per_step=3)
+    reward.begin_step()
+    # round 1 of the step: 2 completions x 2 criteria = 4 judge prompts, 3 allowed: the second completion is skipped
+    assert reward(["one", "two"], prompts=[USER] * 2, rubrics=[rubric] * 2) == [1.0, None]
+    # round 2 of the same step: the budget is spent (a per-round budget would judge these)
+    assert reward(["three"], prompts=[USER], rubrics=[rubric]) == [None] and len(judge.sent) == 3
+    reward.begin_step()
+    assert reward(["three"], prompts=[USER], rubrics=[rubric]) == [1.0] and len(judge.sent) == 5
+
+
+def _overlap_run(model_dir, output_dir, overlap, latency=0.4):
+    """Two DAPO steps of two or more generation rounds each, judged by a slow loopback judge; events are timestamped."""
+    data = [{"prompt": [{"role": "user", "content": f"Case {k}: {r['question']}"}], "rubrics": _a_rubric()}
+            for k, r in enumerate(tiny_records(16))]
+    answered = []  # (time the judge answered, judge prompt)
+
+    def judge(body, index):
+        answered.append((time.monotonic(), prompt_of(body)))
+        return keyword_judge()(body, index)
+
+    with FakeLLMServer(judge, latency=latency, max_requests=10**6) as server:
+        args = _dapo_args(
+            output_dir, max_steps=2, num_generations=4, gen_prompt_batch_size=2, train_prompt_batch_size=4,
+            mini_batch_size=2, rewards=["rubric_judge"], overlap_rewards=overlap,
+            reward_kwargs={"rubric_judge": {"judge": {"model": "keyword-judge", "base_url": server.base_url}}},
+        )
+        trainer = DAPOTrainer(model_dir, args, data)
+        sampled = []  # (round's step, round index, time its generation started, its records' prompts)
+        sample_round = trainer.sample_round
+
+        def timed_sample_round(round_index):
+            started = time.monotonic()
+            pending = sample_round(round_index)
+            sampled.append((trainer.global_step, round_index, started, [r["prompt"][0]["content"] for r in pending.records]))
+            return pending
+
+        trainer.sample_round = timed_sample_round
+        trainer.train()
+    return trainer, sampled, answered
+
+
+def test_judge_requests_overlap_the_next_rounds_generation_with_the_same_results(tiny_model_dir, tmp_path):
+    runs = {overlap: _overlap_run(tiny_model_dir, tmp_path / str(overlap), overlap) for overlap in (True, False)}
+    for overlap, (_, sampled, answered) in runs.items():
+        for step in (0, 1):
+            # 2 prompts a round, 4 groups a step: round 1 is always needed, so with overlap it starts at once
+            (_, _, _, first_prompts), (_, _, next_started, _) = [s for s in sampled if s[0] == step][:2]
+            first_answers = [t for t, prompt in answered if any(p in prompt for p in first_prompts)]
+            assert first_answers
+            if overlap:  # the next round was generating before the judge answered any of this round's requests
+                assert next_started < min(first_answers), (step, next_started, first_answers)
+            else:
+                assert next_started > max(first_answers), (step, next_started, first_answers)
+    (fast, _, fast_answers), (slow, _, slow_answers) = runs[True], runs[False]
+    untimed = [[{k: v for k, v in m.items() if not k.startswith("time/")} for m in t.log_history] for t in (fast, slow)]
+    assert untimed[0] == untimed[1]  # same rollouts, rewards, budget use, losses
+    assert sorted(p for _, p in fast_answers) == sorted(p for _, p in slow_answers)
+    assert [s[:2] for s in runs[True][1]] == [s[:2] for s in runs[False][1]]  # the same rounds, in the same order
+    assert all(m["time/reward_wait"] > 0 for m in fast.log_history)  # logged: how long each step waited on the judge

@@ -2,6 +2,7 @@
 
 import asyncio
 import math
+import threading
 
 import pytest
 import torch
@@ -85,3 +86,17 @@ def test_async_reward_works_inside_a_running_event_loop():
         return _SlowJudge(timeout=1.0)(["x"], answer=["A"])
 
     assert asyncio.run(notebook_cell()) == [1.0]
+
+
+def test_async_reward_submit_returns_before_its_scores_and_trainers_get_them_later():
+    gate = threading.Event()
+
+    class Gated(AsyncReward):
+        async def score(self, completion, **sample):
+            await asyncio.to_thread(gate.wait, 30)
+            return float(len(completion))
+
+    future = Gated().submit(["a", "bc"])
+    assert not future.done()  # the caller (a trainer generating its next round) is not held up
+    gate.set()
+    assert future.result(timeout=30) == [1.0, 2.0]
