@@ -139,6 +139,7 @@ def _declare_fsdp_capable_group() -> None:
     """
     from accelerate import DistributedType, PartialState
 
-    state = PartialState(cpu=True, backend="gloo")
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # one process has no group to start
+    state = PartialState(cpu=True, **({"backend": "gloo"} if several else {}))
     if state.distributed_type == DistributedType.MULTI_CPU:
         state.distributed_type = DistributedType.MULTI_GPU
