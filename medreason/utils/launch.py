@@ -4,7 +4,7 @@ One ``accelerate launch`` runs every stage of a recipe. Each stage builds its ow
 (and so its own accelerate state) from the same environment, so the launch is read here, once per
 question, rather than from an ``Accelerator`` that a stage may not have built yet.
 
-Two things the launch asks of a run that accelerate does not do by itself:
+Three things the launch asks of a run that accelerate does not do by itself:
 
 * **DeepSpeed without a GPU.** accelerate starts DeepSpeed only when ``cpu=False``, and on a machine with no
   accelerator it finds no process-group backend of its own (so every rank would believe it runs alone).
@@ -110,9 +110,9 @@ def rank_local_model_loading() -> Iterator[None]:
 def forget_previous_stage_state() -> None:
     """Drop the accelerate state the previous stage built, keeping the process group, under DeepSpeed.
 
-    Each stage's trainer builds its own ``Accelerator``; under DeepSpeed accelerate refuses a second one that brings a DeepSpeed
-    plugin ("You cannot pass in a `deepspeed_plugin` when creating a second `Accelerator`"), though each
-    stage's engine, batch sizes and clipping differ. Other launches keep the state.
+    Each stage's trainer builds its own ``Accelerator``; under DeepSpeed accelerate refuses a second one
+    that brings a DeepSpeed plugin ("You cannot pass in a `deepspeed_plugin` when creating a second
+    `Accelerator`"), though each stage's engine, batch sizes and clipping differ. Other launches keep the state.
     """
     if launch_kind() != "deepspeed":
         return
