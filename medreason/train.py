@@ -39,7 +39,11 @@ from medreason.run_report import write_report
 from medreason.run_summary import render_summary, write_summary
 from medreason.stage_context import FAILED_NOTE, StageContext, finished_stage, read_completion_marker
 from medreason.utils.cli import force_add_overrides, reported_user_errors
-from medreason.utils.launch import forget_previous_stage_state, rank_local_model_loading
+from medreason.utils.launch import (
+    accelerate_distributed_type,
+    forget_previous_stage_state,
+    rank_local_model_loading,
+)
 from medreason.utils.logging import configure_logging, get_logger, logging_to_file
 from medreason.utils.run_files import check_inside, redact_secrets, run_lock
 
@@ -121,7 +125,8 @@ def _run_stages(
         started = time.perf_counter()
         finals[name] = STAGE_KINDS[stage.kind].run(context)
         seconds[name] = round(time.perf_counter() - started, 2)
-        logger.info("Stage %r done in %.1f s: %s", name, seconds[name], finals[name])
+        logger.info("Stage %r done in %.1f s (accelerate: %s): %s", name, seconds[name], accelerate_distributed_type(),
+                    finals[name])
     if state.is_main_process:
         write_summary(output_dir, names, starts, seconds)
         write_model_cards(cfg, output_dir, kinds, configs)  # after the eval stages: the cards carry their results

@@ -266,7 +266,7 @@ def test_every_accelerate_config_loads_in_accelerate():
 
 def test_shipped_config_paths_resolve():
     assert (config_dir() / "recipe" / "tiny.yaml").is_file()
-    for name in ["ddp_8gpu", "zero3_8gpu", "zero3_4gpu", "fsdp2_8gpu", "multinode_zero3", "ddp_2cpu", "zero3_2cpu"]:
+    for name in ["ddp_8gpu", "zero3_8gpu", "zero3_4gpu", "fsdp2_8gpu", "multinode_zero3", "ddp_2cpu", "zero3_2cpu", "fsdp2_2cpu"]:
         assert (config_dir() / "accelerate" / f"{name}.yaml").is_file(), name
     out = subprocess.run([sys.executable, "-m", "medreason.config", "accelerate/zero3_8gpu.yaml"],
                          capture_output=True, text=True, check=True).stdout.strip()

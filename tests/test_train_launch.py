@@ -3,12 +3,14 @@
 synth -> curate -> SFT x2 -> DPO -> DAPO -> eval (with test-time training) in one launch with
 ``conf/accelerate/zero3_2cpu.yaml``; that launch is killed once the first SFT stage has finished and
 relaunched with ``resume=true``, which skips the finished stages and completes the rest. The same recipe
-under one process and under DDP (``ddp_2cpu.yaml``) gives the same losses and weights up to float
-reduction order (:data:`TOLERANCES`). Minutes on two cores, so ``slow``; ``.ci/deepspeed`` runs it.
+under one process, under DDP (``ddp_2cpu.yaml``) and under FSDP2 (``fsdp2_2cpu.yaml``, which needs no
+DeepSpeed) gives the same losses and weights up to float reduction order (:data:`TOLERANCES`). Minutes on two
+cores, so ``slow``; ``.ci/deepspeed`` runs the whole file, so the FSDP2 and ZeRO-3 tests share the baselines.
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,15 +119,11 @@ def baselines(tmp_path_factory):
 def test_zero3_launch_runs_every_stage_and_resumes_after_a_kill(zero3_killed_and_resumed):
     out, finished = zero3_killed_and_resumed
     assert {"synth", "curate", "sft_all"} <= set(finished)
-    summary = json.loads((out / "summary.json").read_text())
-    names = stage_names(OmegaConf.load(out / "config.yaml"))
-    assert list(summary) == names
-    assert all(summary[name].get("stage") == name for name in names), summary  # every stage marked complete
+    _assert_every_stage_complete(out)
     for name, mtime in finished.items():  # the resumed launch skipped what had finished
         assert (out / name / "stage_complete.json").stat().st_mtime_ns == mtime, name
     dapo = [json.loads(line) for line in (out / "dapo" / "metrics.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in dapo] == [1, 2, 3]
-    assert (out / "eval" / "results.md").is_file()
 
 
 def _losses(out: Path) -> dict[str, float]:
@@ -145,27 +143,30 @@ def _max_weight_difference(first: Path, second: Path) -> float:
     return max((a[key] - b[key]).abs().max().item() for key in a)
 
 
-@pytest.mark.timeout(3600)
-def test_launches_train_alike(zero3_killed_and_resumed, baselines):
-    runs = {**baselines, "zero3": zero3_killed_and_resumed[0]}
-    assert (runs["single"] / "curate" / "curated.jsonl").read_text() == (runs["zero3"] / "curate" / "curated.jsonl").read_text()
+def _measured_against_baselines(runs: dict[str, Path], launch: str) -> dict[str, float]:
+    """How far ``launch`` trained from one process (SFT/DPO losses and weights) and, for a sharded launch,
+    from DDP on as many ranks (DAPO: two ranks sample their halves of each round with their own seeds, the
+    same rollouts under every two-rank launch, other ones in one process; tests/trainers/test_dapo_distributed.py
+    compares those with a prompt-seeded engine)."""
     measured = {}
-    for launch in ("ddp_2cpu", "zero3"):
-        for key, value in _losses(runs[launch]).items():
-            expected = _losses(runs["single"])[key]
-            measured[f"{launch} vs single: {key} (rel)"] = abs(value - expected) / abs(expected)
-        for stage in ("sft_all", "sft_endocrinology", "dpo"):
-            measured[f"{launch} vs single: {stage}/final weights (max abs)"] = _max_weight_difference(
-                runs[launch] / stage / "final", runs["single"] / stage / "final")
-    # Two ranks sample their halves of each DAPO round with their own seeds: the same rollouts under DDP and
-    # ZeRO-3, other ones in one process (tests/trainers/test_dapo_distributed.py compares those with a
-    # prompt-seeded engine).
-    dapo = {launch: [json.loads(line) for line in (runs[launch] / "dapo" / "metrics.jsonl").read_text().splitlines()]
-            for launch in ("ddp_2cpu", "zero3")}
-    for step, (ddp, zero3) in enumerate(zip(dapo["ddp_2cpu"], dapo["zero3"], strict=True), start=1):
-        measured[f"zero3 vs ddp_2cpu: dapo step {step} loss (abs)"] = abs(ddp["loss"] - zero3["loss"])
-    measured["zero3 vs ddp_2cpu: dapo/final weights (max abs)"] = _max_weight_difference(
-        runs["ddp_2cpu"] / "dapo" / "final", runs["zero3"] / "dapo" / "final")
+    for key, value in _losses(runs[launch]).items():
+        expected = _losses(runs["single"])[key]
+        measured[f"{launch} vs single: {key} (rel)"] = abs(value - expected) / abs(expected)
+    for stage in ("sft_all", "sft_endocrinology", "dpo"):
+        measured[f"{launch} vs single: {stage}/final weights (max abs)"] = _max_weight_difference(
+            runs[launch] / stage / "final", runs["single"] / stage / "final")
+    if launch == "ddp_2cpu":
+        return measured
+    dapo = {name: [json.loads(line) for line in (runs[name] / "dapo" / "metrics.jsonl").read_text().splitlines()]
+            for name in ("ddp_2cpu", launch)}
+    for step, (ddp, sharded) in enumerate(zip(dapo["ddp_2cpu"], dapo[launch], strict=True), start=1):
+        measured[f"{launch} vs ddp_2cpu: dapo step {step} loss (abs)"] = abs(ddp["loss"] - sharded["loss"])
+    measured[f"{launch} vs ddp_2cpu: dapo/final weights (max abs)"] = _max_weight_difference(
+        runs["ddp_2cpu"] / "dapo" / "final", runs[launch] / "dapo" / "final")
+    return measured
+
+
+def _assert_within_tolerances(measured: dict[str, float]) -> None:
     print("\n".join(f"{key}: {value:.3g}" for key, value in measured.items()))  # noqa: T201 - the tolerance table
     for key, value in measured.items():
         limit = TOLERANCES["loss_rel"] if "(rel)" in key else TOLERANCES["weights_atol"]
@@ -173,6 +174,35 @@ def test_launches_train_alike(zero3_killed_and_resumed, baselines):
             limit = TOLERANCES["dapo_weights_atol"]
         assert value <= limit, f"{key}: {value:.3g} > {limit:g}"
     assert torch.isfinite(torch.tensor(list(measured.values()))).all()
+
+
+def _assert_every_stage_complete(out: Path) -> None:
+    summary = json.loads((out / "summary.json").read_text())
+    names = stage_names(OmegaConf.load(out / "config.yaml"))
+    assert list(summary) == names
+    assert all(summary[name].get("stage") == name for name in names), summary
+    assert (out / "eval" / "results.md").is_file()
+
+
+@pytest.mark.timeout(3600)
+def test_launches_train_alike(zero3_killed_and_resumed, baselines):
+    runs = {**baselines, "zero3": zero3_killed_and_resumed[0]}
+    assert (runs["single"] / "curate" / "curated.jsonl").read_text() == (runs["zero3"] / "curate" / "curated.jsonl").read_text()
+    _assert_within_tolerances({**_measured_against_baselines(runs, "ddp_2cpu"), **_measured_against_baselines(runs, "zero3")})
+
+
+@pytest.mark.timeout(3600)
+def test_fsdp2_launch_runs_every_stage_and_trains_alike(baselines, tmp_path):
+    """``fsdp2_2cpu.yaml``: every tiny stage in one launch, the training stages under accelerate's FSDP (not
+    the plain data parallel it would fall back to on CPU), as one process and DDP train."""
+    out = tmp_path / "fsdp2"
+    _finish(_start("fsdp2_2cpu", out, tmp_path / "fsdp2.log"), tmp_path / "fsdp2.log")
+    _assert_every_stage_complete(out)
+    log = (out / "train.log").read_text()
+    for stage in ("sft_all", "sft_endocrinology", "dpo", "dapo"):
+        assert f"Stage '{stage}' done in" in log and re.search(rf"Stage '{stage}' done in [\d.]+ s \(accelerate: FSDP\)", log), stage
+    assert (out / "curate" / "curated.jsonl").read_text() == (baselines["single"] / "curate" / "curated.jsonl").read_text()
+    _assert_within_tolerances(_measured_against_baselines({**baselines, "fsdp2": out}, "fsdp2"))
 
 
 @pytest.mark.timeout(1800)

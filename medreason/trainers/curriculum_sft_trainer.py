@@ -46,6 +46,7 @@ from medreason.trainers.stage_io import (
     save_stage_result,
     split_for_validation,
 )
+from medreason.utils.launch import trainer_settings_for_launch
 from medreason.utils.logging import get_logger
 from medreason.utils.memory import peak_memory_metrics
 
@@ -208,7 +209,8 @@ class CurriculumSFTTrainer:
             base["gradient_accumulation_steps"] = accumulation_steps(
                 global_batch, base["per_device_train_batch_size"], self.args.world_size, f"stage {stage.name!r}"
             )
-        return SFTConfig(**base)
+        # Rebuilt arguments set up accelerate's state again: keep what this launch asks (FSDP on CPU).
+        return SFTConfig(**trainer_settings_for_launch(base))
 
     def _stage_metrics(self, stage, trainer, train_metrics, num_train, num_eval) -> dict[str, Any]:
         state, args = trainer.state, trainer.args

@@ -22,8 +22,8 @@ USED_TRAINING_ARGUMENTS = (
     "gradient_checkpointing", "bf16", "use_cpu", "eval_steps",
     # set by launchers, read by accelerate from the environment
     "local_rank",
-    # gloo for DeepSpeed on CPU (medreason.utils.launch)
-    "ddp_backend",
+    # gloo for DeepSpeed and FSDP on CPU; use_configured_state for FSDP on CPU (medreason.utils.launch)
+    "ddp_backend", "accelerator_config",
 )
 """The ``TrainingArguments`` fields :class:`DAPOTrainer` reads; setting any other one is an error."""
 

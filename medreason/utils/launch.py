@@ -4,7 +4,7 @@ One ``accelerate launch`` runs every stage of a recipe. Each stage builds its ow
 (and so its own accelerate state) from the same environment, so the launch is read here, once per
 question, rather than from an ``Accelerator`` that a stage may not have built yet.
 
-Two things the launch asks of a run that accelerate does not do by itself:
+Three things the launch asks of a run that accelerate does not do by itself:
 
 * **DeepSpeed without a GPU.** accelerate starts DeepSpeed only when ``cpu=False``, and on a machine with no
   accelerator it finds no process-group backend of its own (so every rank would believe it runs alone).
@@ -16,10 +16,18 @@ Two things the launch asks of a run that accelerate does not do by itself:
   across the ranks as it is created: a collective. Work that runs on the main process alone (synthesis,
   curation, evaluation, test-time training, building the tiny base model) would wait forever for the
   other ranks; :func:`rank_local_model_loading` loads whole models there instead.
+* **FSDP without a GPU.** accelerate turns a launch into FSDP only when the process group's type is in its
+  multi-accelerator family (``AcceleratorState``: ``MULTI_GPU``, ``MULTI_XPU``, ...); CPU ranks over gloo are
+  ``MULTI_CPU``, so the same launch would silently train plain data parallel. FSDP2 itself runs on CPU tensors
+  over gloo. :func:`trainer_settings_for_launch` starts the gloo group once, declares it ``MULTI_GPU``, and has
+  every stage's ``TrainingArguments`` keep that state (``use_configured_state``) instead of rebuilding it as
+  ``MULTI_CPU``; the first stage's ``Accelerator`` then picks FSDP with the launch's plugin
+  (``conf/accelerate/fsdp2_2cpu.yaml``). The device stays the CPU: accelerate chose it when the group started.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +60,19 @@ def has_accelerator() -> bool:
 
 
 def trainer_settings_for_launch(settings: dict[str, Any]) -> dict[str, Any]:
-    """A training stage's settings, adjusted to this launch (see the module docstring); a new dict."""
+    """A training stage's settings, adjusted to this launch (see the module docstring); a new dict.
+
+    Under FSDP on CPU this also configures accelerate's shared state (once), which the settings then reuse.
+    """
     if launch_kind() == "deepspeed" and not has_accelerator():
         return {**settings, "use_cpu": False, "ddp_backend": settings.get("ddp_backend") or "gloo"}
+    if launch_kind() == "fsdp" and not has_accelerator():
+        _declare_fsdp_capable_group()
+        given = settings.get("accelerator_config") or {}
+        if dataclasses.is_dataclass(given):  # an AcceleratorConfig of arguments being rebuilt
+            given = dataclasses.asdict(given)
+        accelerator_config = {**given, "use_configured_state": True}
+        return {**settings, "use_cpu": True, "ddp_backend": "gloo", "accelerator_config": accelerator_config}
     return dict(settings)
 
 
@@ -64,11 +82,6 @@ def launch_problem(kind: str, settings: dict[str, Any]) -> str | None:
     Checked when the recipe is validated, before any stage runs.
     """
     launch = launch_kind()
-    if launch == "fsdp" and not has_accelerator():
-        # accelerate builds FSDP on accelerators only: on CPU the same launch silently trains plain DDP.
-        return ("this is an FSDP launch on a machine without a GPU, where accelerate runs FSDP as plain data parallel. "
-                "On CPU launch with DeepSpeed instead: --config_file $(python -m medreason.config accelerate/zero3_2cpu.yaml) "
-                "(DS_BUILD_OPS=0 pip install 'deepspeed>=0.17').")
     if launch == "deepspeed" and kind == "dapo":
         if deepspeed_zero_stage() == 3 and float(settings.get("kl_coef") or 0.0) > 0:
             return ("kl_coef > 0 copies the policy as the reference model, which ZeRO-3 has partitioned across the "
@@ -106,3 +119,27 @@ def forget_previous_stage_state() -> None:
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # accelerate's own reset, as TrainingArguments' device set-up calls it
+
+
+def accelerate_distributed_type() -> str:
+    """The distributed type accelerate's shared state runs under now (``"FSDP"``, ``"DEEPSPEED"``, ...), for logs."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    for state in (AcceleratorState, PartialState):
+        if state._shared_state:  # accelerate has no public "is it built" test for either
+            return state().distributed_type.value
+    return "NO"
+
+
+def _declare_fsdp_capable_group() -> None:
+    """Start this rank's gloo group and mark it ``MULTI_GPU``, so that the next ``AcceleratorState`` picks FSDP.
+
+    Our own few lines because accelerate has no switch for FSDP on CPU (the type test in
+    ``AcceleratorState.__init__``); once a stage's ``Accelerator`` has picked FSDP the state is kept.
+    """
+    from accelerate import DistributedType, PartialState
+
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # one process has no group to start
+    state = PartialState(cpu=True, **({"backend": "gloo"} if several else {}))
+    if state.distributed_type == DistributedType.MULTI_CPU:
+        state.distributed_type = DistributedType.MULTI_GPU

@@ -1,12 +1,13 @@
-"""What a launch asks of a run: the launch read from accelerate's environment, CPU DeepSpeed settings,
+"""What a launch asks of a run: the launch read from accelerate's environment, CPU DeepSpeed and FSDP settings,
 refusals at config time, and whole-model loading on one rank under ZeRO-3."""
 
 import pytest
 from hydra import compose, initialize_config_dir
 from transformers.integrations import deepspeed as hf_deepspeed
+from transformers.trainer_pt_utils import AcceleratorConfig
 
 from medreason.config import config_dir
-from medreason.recipe import RecipeError, validate_run_config
+from medreason.recipe import validate_run_config
 from medreason.utils import launch
 from medreason.utils.launch import (
     launch_kind,
@@ -57,13 +58,27 @@ def test_zero3_refuses_a_dapo_reference_model(env):
     assert launch_problem("dapo", {"kl_coef": 0.01}) is None
 
 
-def test_an_fsdp_launch_without_a_gpu_is_refused_before_any_stage_runs(env, tmp_path):
+def test_fsdp_without_a_gpu_trains_with_gloo_on_one_configured_state(env):
+    """Every stage's arguments (also ones rebuilt from an earlier ``AcceleratorConfig``) keep the state the launch
+    declared, instead of rebuilding accelerate's as plain CPU data parallel (tests/test_train_launch.py runs it)."""
+    env.setattr(launch, "has_accelerator", lambda: False)
+    env.setenv("ACCELERATE_USE_FSDP", "true")
+    settings = trainer_settings_for_launch({"learning_rate": 1e-3, "accelerator_config": {"even_batches": False}})
+    assert settings == {"learning_rate": 1e-3, "use_cpu": True, "ddp_backend": "gloo",
+                        "accelerator_config": {"even_batches": False, "use_configured_state": True}}
+    rebuilt = trainer_settings_for_launch({"accelerator_config": AcceleratorConfig(even_batches=False)})
+    assert rebuilt["accelerator_config"]["use_configured_state"] and not rebuilt["accelerator_config"]["even_batches"]
+    env.setattr(launch, "has_accelerator", lambda: True)
+    assert trainer_settings_for_launch({"learning_rate": 1e-3}) == {"learning_rate": 1e-3}  # accelerate's own FSDP
+
+
+def test_an_fsdp_launch_without_a_gpu_validates_every_tiny_stage(env, tmp_path):
     env.setattr(launch, "has_accelerator", lambda: False)
     env.setenv("ACCELERATE_USE_FSDP", "true")
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["+recipe=tiny", f"output_dir={tmp_path}"])
-    with pytest.raises(RecipeError, match=r"stages\.synth \(synth\) cannot run under this fsdp launch.*zero3_2cpu\.yaml"):
-        validate_run_config(cfg, check_hardware=True)
+    configs = validate_run_config(cfg, check_hardware=True)
+    assert configs["dapo"].ddp_backend == "gloo" and configs["dpo"].use_cpu
     assert not any(tmp_path.iterdir())
 
 
