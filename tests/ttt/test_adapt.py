@@ -5,7 +5,15 @@ import torch
 
 from medreason.data.records import RecordConverter
 from medreason.testing import tiny_records
-from medreason.ttt import TTTConfig, WeightSnapshot, adapted, answer_loss, encode_example, restored
+from medreason.ttt import (
+    EncodedExample,
+    TTTConfig,
+    WeightSnapshot,
+    adapted,
+    answer_loss,
+    encode_example,
+    restored,
+)
 
 from .helpers import load_tiny, max_abs_diff, state
 
@@ -188,3 +196,9 @@ def test_answer_loss_uses_the_fused_head(model_and_example):
     model.lm_head.register_forward_hook(lambda module, args, output: outputs.append(output.numel()))
     answer_loss(model, [example]).backward()
     assert outputs == [0]
+
+
+def test_answer_loss_refuses_a_batch_without_answer_tokens(model_and_example):
+    model, _ = model_and_example
+    with pytest.raises(ValueError, match="without answer tokens"):
+        answer_loss(model, [EncodedExample((5, 6, 7), (-100, -100, -100))])
