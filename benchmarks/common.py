@@ -15,11 +15,14 @@ from transformers import AutoModelForCausalLM, Qwen3Config
 
 from medreason.testing import build_tiny_tokenizer
 
-# Shapes of random Qwen3 models: "tiny" is the test model; "mid" a ~20M-parameter model that is
-# still quick on CPU; "qwen3-0.6b" the shape of Qwen3-0.6B (for GPUs).
+# Shapes of random Qwen3 models: "tiny" is the test model; "head" one small layer; "mid" a ~20M-parameter
+# model that is still quick on CPU; "qwen3-0.6b" the shape of Qwen3-0.6B (for GPUs).
 SHAPES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16),
+    # A one-layer body under the LM head, for benchmarks where the head and its logits are what is measured.
+    "head": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=16),
     "mid": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8,
                 num_key_value_heads=4, head_dim=64),
     "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,

@@ -1,10 +1,19 @@
 """Peak memory of one DAPO update at long response lengths: fused log-probs vs dense logits vs TRL.
 
-Model: a random Qwen3 with the real 151,936-token vocabulary (Qwen3 / II-Medical) and a small body
-(``--shape tiny``: hidden 64, 2 layers), so on CPU the LM head and the logits are what grows, as they do on
+Model: a random Qwen3 with the real 151,936-token vocabulary (Qwen3 / II-Medical) and a minimal body
+(``--shape head``: hidden 32, one layer), so on CPU the LM head and the logits are what grows, as they do on
 GPUs at the card's 12k-token responses. Data: one prompt of ``--prompt-tokens`` tokens and a group of two
-fixed random responses of N tokens each (advantages +1/-1); every forward/backward pass holds one response
-(the token budget is one sequence), so "response tokens" is the length scored per pass.
+fixed random responses (advantages +1/-1), one of N tokens and one of ``SHORT_RESPONSE_TOKENS``; every
+forward/backward pass holds one response (the token budget is one sequence), so "response tokens" is the
+length scored by the pass that sets the peak. All three columns get this same model and data.
+
+Where the time goes (cProfile of the fused column at 2,048 tokens, ``tiny`` shape, two full-length
+responses: 24 s): all of it in the ``[tokens x 151,936]`` work of the head, the matmuls (~45%) and the
+vocabulary-wide ``logsumexp``/``softmax`` (~40%); attention, the body and AdamW under 2%. Per head pass that
+work is fixed by tokens x vocabulary, so this benchmark keeps only what the memory comparison needs: the
+second response of the group is short (it only makes the advantages non-zero; it sets no peak), which halves
+the head passes, and the body is one layer of hidden 32 (the head's matmuls scale with the hidden size; the
+logits, which are what differs between the columns, do not).
 
 Columns, each run in a fresh subprocess per length (its own peak):
 
@@ -27,8 +36,8 @@ allocation after setup. A dense or TRL run predicted (from the previous length's
 exceed ``--memory-limit-gb`` is skipped and reported as ``null``, so the benchmark cannot take a shared
 machine's memory.
 
-    # CPU, the table in docs/dapo.md (~50 minutes on a shared 2-core machine: 16k tokens x 152k vocabulary
-    # is ~160 GFLOP per head matmul, run several times per update on one core):
+    # CPU, the table in docs/dapo.md (15 minutes on a shared 2-core machine with other jobs running;
+    # the head passes over 16k tokens x 152k vocabulary dominate):
     OMP_NUM_THREADS=1 python benchmarks/dapo_memory.py --json
     # a few minutes:
     OMP_NUM_THREADS=1 python benchmarks/dapo_memory.py --response-tokens 256 1024
@@ -50,6 +59,8 @@ from common import SHAPES
 
 VARIANTS = ("fused", "dense", "trl")
 QWEN3_VOCAB = 151_936
+SHORT_RESPONSE_TOKENS = 16
+"""Length of the group's second response: it gives the advantages +1/-1 and adds no head pass of note."""
 
 
 def _model(shape: str, positions: int, device: str) -> torch.nn.Module:
@@ -62,10 +73,12 @@ def _model(shape: str, positions: int, device: str) -> torch.nn.Module:
 
 
 def _responses(prompt_tokens: int, response_tokens: int) -> tuple[list[int], list[list[int]]]:
+    """The prompt and the group: one response of ``response_tokens`` and one of ``SHORT_RESPONSE_TOKENS``."""
     generator = torch.Generator().manual_seed(0)
-    # Ids >= 2 avoid the pad (0) and EOS (1) tokens, so every response is exactly response_tokens long.
+    # Ids >= 2 avoid the pad (0) and EOS (1) tokens, so every response is exactly as long as asked.
     prompt = torch.randint(2, QWEN3_VOCAB, (prompt_tokens,), generator=generator).tolist()
-    return prompt, [torch.randint(2, QWEN3_VOCAB, (response_tokens,), generator=generator).tolist() for _ in range(2)]
+    lengths = (response_tokens, min(SHORT_RESPONSE_TOKENS, response_tokens))
+    return prompt, [torch.randint(2, QWEN3_VOCAB, (n,), generator=generator).tolist() for n in lengths]
 
 
 class FixedResponses:
@@ -160,7 +173,7 @@ def _trl_update(args: argparse.Namespace, tokens: int) -> tuple[float, float]:
             "completion_mask": torch.ones(1, len(response), device=device),
             "advantages": torch.tensor([advantage], device=device),
             # The group's token count: the token-mean over both responses, as one DAPO update.
-            "num_items_in_batch": torch.tensor(float(2 * tokens), device=device),
+            "num_items_in_batch": torch.tensor(float(sum(map(len, responses))), device=device),
         }
         with trainer.accelerator.autocast():
             loss = trainer.compute_loss(trainer.model, inputs)
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--response-tokens", type=int, nargs="+", default=[1024, 4096, 8192, 16384])
     parser.add_argument("--prompt-tokens", type=int, default=64)
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="Body of the random Qwen3.")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="head", help="Body of the random Qwen3.")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (float32 master weights).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per subprocess (shared CPUs: 1).")

@@ -12,7 +12,8 @@ subpackages (``medreason.eval``) and top-level modules (``medreason.recipe``) of
 
 The units are layered: each imports only units listed before it in :data:`LAYERS` (lowest first).
 
-- ``utils``: logging, JSONL files, encoders, memory; imports no other unit.
+- ``utils``: logging, JSONL files, encoders, memory, fused LM-head log-probs (DAPO and TTT); imports no
+  other unit.
 - ``config``: where ``conf/`` lives.
 - ``data``: training-record shapes, chat templates and the ``Prompt`` type.
 - ``tasks``: the multiple-choice task (record schema, prompt template, grader) that evaluation,

@@ -109,7 +109,7 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
             two full-length sequences).
         fused_logprobs (`bool`, defaults to `True`): Compute log-probs and entropy from the last hidden states and
             the LM head ``logprob_chunk_size`` positions at a time, recomputing each chunk in the backward pass
-            (:mod:`medreason.trainers.fused_logprobs`): no ``[tokens x vocab]`` logits. ``False``: the dense path.
+            (:mod:`medreason.utils.fused_logprobs`): no ``[tokens x vocab]`` logits. ``False``: the dense path.
         logprob_chunk_size (`int`, defaults to `1024`): Positions whose float32 logits exist at once.
         padding_free (`bool`, defaults to `False`): Pack each micro-batch's sequences back to back in one row,
             with no padding (``position_ids`` restart per sequence; transformers masks across them), so the
@@ -220,7 +220,7 @@ class DAPOConfig(BenchmarkEvalArguments, TrainingArguments):
     fused_logprobs: bool = field(
         default=True,
         metadata={"help": "Log-probs and entropy from hidden states and LM head, logprob_chunk_size positions at a time, "
-                          "recomputed in backward: no [tokens x vocab] logits (medreason.trainers.fused_logprobs)."},
+                          "recomputed in backward: no [tokens x vocab] logits (medreason.utils.fused_logprobs)."},
     )
     logprob_chunk_size: int = field(
         default=1024, metadata={"help": "Positions whose float32 logits exist at once (1024 x 152k vocab: 0.6 GB)."}

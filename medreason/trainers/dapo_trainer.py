@@ -79,7 +79,6 @@ from medreason.trainers.dynamic_sampling import (
     nonconstant_groups,
     rollout_metrics,
 )
-from medreason.trainers.fused_logprobs import causal_lm_token_logprobs
 from medreason.trainers.peft_adapters import (
     MergedLoraWeights,
     add_adapter,
@@ -88,6 +87,7 @@ from medreason.trainers.peft_adapters import (
 )
 from medreason.trainers.policy_weights import full_state_dict, is_sharded, iter_weight_buckets
 from medreason.trainers.reward_rounds import PendingRound, begin_step, resolve_rewards, submit_rewards
+from medreason.utils.fused_logprobs import causal_lm_token_logprobs
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)

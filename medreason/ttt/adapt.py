@@ -33,6 +33,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from medreason.data.chat_templates import CHATML_THINK
 from medreason.engines.transformers_engine import encode_prompt
 from medreason.ttt.config import TTTConfig
+from medreason.utils.fused_logprobs import causal_lm_token_logprobs, has_fusable_head
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -96,7 +97,16 @@ def encode_example(
 
 
 def answer_loss(model: PreTrainedModel, batch: Sequence[EncodedExample]) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens of ``batch`` (right-padded, one forward pass)."""
+    """Mean cross-entropy over the answer tokens of ``batch`` (right-padded, one forward pass).
+
+    The answer tokens' log-probs come from the last hidden states and the LM head a chunk of positions at
+    a time (:func:`~medreason.utils.fused_logprobs.causal_lm_token_logprobs`, logits recomputed in the
+    backward pass), and only positions from the batch's first answer token on reach the head: at the
+    card's 8,192-token examples and Qwen3's 151,936-token vocabulary the model's own loss would hold 5 GB
+    of float32 logits per example, and as much again for their gradient. The value and gradients equal
+    ``model(..., labels=labels).loss`` (``tests/ttt/test_adapt.py``). A head the fused path cannot run
+    (a LoRA adapter on ``lm_head``) takes that dense path.
+    """
     width = max(len(example.input_ids) for example in batch)
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
@@ -106,10 +116,21 @@ def answer_loss(model: PreTrainedModel, batch: Sequence[EncodedExample]) -> torc
         labels[row, : len(example.labels)] = torch.tensor(example.labels)
         attention_mask[row, : len(example.input_ids)] = 1
     device = next(model.parameters()).device
-    output = model(
-        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), labels=labels.to(device)
+    input_ids, labels, attention_mask = input_ids.to(device), labels.to(device), attention_mask.to(device)
+    if not has_fusable_head(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+    # Position t predicts token t + 1, so the first label (position 0) is never a target, as in the dense loss.
+    answer_columns = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero()
+    if answer_columns.numel() == 0:
+        raise ValueError("answer_loss got a batch without answer tokens (every label is -100 after the first).")
+    first = int(answer_columns[0]) + 1
+    targets = labels[:, first:]
+    mask = targets != IGNORE_INDEX
+    logprobs, _ = causal_lm_token_logprobs(
+        model, targets.clamp(min=0), input_ids=input_ids, attention_mask=attention_mask,
+        logits_to_keep=torch.arange(first - 1, width - 1, device=device),
     )
-    return output.loss
+    return -(logprobs * mask).sum() / mask.sum()
 
 
 class WeightSnapshot:

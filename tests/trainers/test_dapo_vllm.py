@@ -109,7 +109,7 @@ def _vllm_completion_logprobs(engine, prompt_ids: list[int], completion_ids: lis
 
 
 def test_lora_dapo_syncs_merged_weights_to_vllm(vllm_model_dir, tmp_path):
-    from medreason.trainers.fused_logprobs import causal_lm_token_logprobs
+    from medreason.utils.fused_logprobs import causal_lm_token_logprobs
 
     engine = _reloading_engine(vllm_model_dir, tmp_path)
     args = DAPOConfig(

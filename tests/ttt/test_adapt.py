@@ -5,7 +5,15 @@ import torch
 
 from medreason.data.records import RecordConverter
 from medreason.testing import tiny_records
-from medreason.ttt import TTTConfig, WeightSnapshot, adapted, answer_loss, encode_example, restored
+from medreason.ttt import (
+    EncodedExample,
+    TTTConfig,
+    WeightSnapshot,
+    adapted,
+    answer_loss,
+    encode_example,
+    restored,
+)
 
 from .helpers import load_tiny, max_abs_diff, state
 
@@ -144,3 +152,53 @@ def test_lora_adapter_is_saved_for_serving_elsewhere(model_and_example, tiny_mod
     with pytest.raises(ValueError, match="needs TTTConfig\\(mode='lora'\\)"):
         with adapted(model, [example], MODES["full"], save_adapter=tmp_path / "full"):
             pass
+
+
+def _dense_answer_loss(model, batch):
+    """The model's own loss over full-vocabulary logits: what answer_loss computed before the fused path."""
+    width = max(len(example.input_ids) for example in batch)
+    input_ids = torch.tensor([list(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch])
+    labels = torch.tensor([list(e.labels) + [-100] * (width - len(e.labels)) for e in batch])
+    attention_mask = torch.tensor([[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch])
+    return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+
+
+@pytest.mark.parametrize("lora_on_head", [False, True])
+def test_answer_loss_and_gradients_equal_the_dense_loss(tiny_model_dir, lora_on_head):
+    model, tokenizer = load_tiny(tiny_model_dir)
+    records = [RecordConverter()(record, source="tiny", position=f"index {i}") for i, record in enumerate(tiny_records(2))]
+    # Two answers of different lengths starting at different positions: padding and the kept positions both matter.
+    full = encode_example(tokenizer, records[1], max_length=256)
+    prompt_length = len(full.input_ids) - full.num_answer_tokens
+    batch = [encode_example(tokenizer, records[0], max_length=256),
+             encode_example(tokenizer, records[1], max_length=prompt_length + 3)]
+    assert len(batch[0].input_ids) != len(batch[1].input_ids) and batch[1].num_answer_tokens > 0
+    if lora_on_head:  # PEFT wraps the head: answer_loss must take the dense path, with the same result
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "lm_head"], task_type="CAUSAL_LM"))
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    dense = _dense_answer_loss(model, batch)
+    dense_grads = torch.autograd.grad(dense, parameters)
+    fused = answer_loss(model, batch)
+    fused_grads = torch.autograd.grad(fused, parameters)
+    torch.testing.assert_close(fused, dense, rtol=0, atol=1e-5)
+    for name, f, d in zip([n for n, p in model.named_parameters() if p.requires_grad], fused_grads, dense_grads,
+                          strict=True):
+        torch.testing.assert_close(f, d, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+    assert sum(g.abs().sum() for g in fused_grads) > 0
+
+
+def test_answer_loss_uses_the_fused_head(model_and_example):
+    """No [tokens x vocab] logits: the LM head is called once and returns nothing on the default path."""
+    model, example = model_and_example
+    outputs = []
+    model.lm_head.register_forward_hook(lambda module, args, output: outputs.append(output.numel()))
+    answer_loss(model, [example]).backward()
+    assert outputs == [0]
+
+
+def test_answer_loss_refuses_a_batch_without_answer_tokens(model_and_example):
+    model, _ = model_and_example
+    with pytest.raises(ValueError, match="without answer tokens"):
+        answer_loss(model, [EncodedExample((5, 6, 7), (-100, -100, -100))])

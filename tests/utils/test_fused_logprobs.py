@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medreason.trainers.dapo_loss import selective_log_softmax, token_entropy
-from medreason.trainers.fused_logprobs import causal_lm_token_logprobs, fused_token_logprobs
+from medreason.utils.fused_logprobs import causal_lm_token_logprobs, fused_token_logprobs
 
 VOCAB, HIDDEN = 97, 12
 

@@ -16,7 +16,11 @@ dual-clip, optional KL and entropy terms), and are not installed here. TRL 1.16'
 ``forward`` for good (the model we also generate with, sync and save), runs the head over every position
 of the sequence (prompt included) except on Triton devices, and its kernel is a private helper of TRL's
 trainers. The recompute trick in ~60 lines of pure torch runs on every device and is tested against the
-dense path here. ``benchmarks/dapo_memory.py`` measures TRL's trainer beside ours. :func:`causal_lm_token_logprobs` runs a Hugging Face causal LM with its output
+dense path here. ``benchmarks/dapo_memory.py`` measures TRL's trainer beside ours.
+
+Used by DAPO (policy loss, old and reference log-probs) and by test-time training's answer loss
+(:func:`medreason.ttt.answer_loss`); it sits in ``utils`` so that both layers can import it.
+:func:`causal_lm_token_logprobs` runs a Hugging Face causal LM with its output
 embedding's forward replaced for one call, so the whole model forward still runs through its wrappers
 (DDP, FSDP2's root hooks, PEFT) and the head's weight is the one that forward sees.
 """
@@ -158,6 +162,22 @@ def fused_token_logprobs(
     return logprobs, entropy.view(targets.shape) if with_entropy else None
 
 
+def has_fusable_head(model: torch.nn.Module) -> bool:
+    """Whether :func:`causal_lm_token_logprobs` can run ``model``: its output embedding is a bias-free ``nn.Linear``.
+
+    Not so when, say, a LoRA adapter targets the head (PEFT wraps it in its own module); callers then take
+    the dense path.
+
+    >>> from transformers import Qwen3Config, Qwen3ForCausalLM
+    >>> has_fusable_head(Qwen3ForCausalLM(Qwen3Config(vocab_size=10, hidden_size=8, intermediate_size=8,
+    ...     num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, head_dim=8)))
+    True
+    """
+    unwrapped = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    head = unwrapped.get_output_embeddings()
+    return isinstance(head, torch.nn.Linear) and head.bias is None
+
+
 @contextmanager
 def _head_computes_logprobs(model: torch.nn.Module, targets: torch.Tensor, chunk_size: int, temperature: float,
                             with_entropy: bool) -> Iterator[dict[str, torch.Tensor | None]]:
@@ -165,9 +185,10 @@ def _head_computes_logprobs(model: torch.nn.Module, targets: torch.Tensor, chunk
     head = model.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear):
         raise TypeError(f"Fused log-probs need the model's output embedding to be an nn.Linear, got "
-                        f"{type(head).__name__}; set fused_logprobs=False.")
+                        f"{type(head).__name__}; use the dense path (DAPO: set fused_logprobs=False).")
     if head.bias is not None:
-        raise ValueError("Fused log-probs support an LM head without bias (as in Qwen, Llama); set fused_logprobs=False.")
+        raise ValueError("Fused log-probs support an LM head without bias (as in Qwen, Llama); use the dense path "
+                         "(DAPO: set fused_logprobs=False).")
     result: dict[str, torch.Tensor | None] = {}
 
     def forward(hidden: torch.Tensor) -> torch.Tensor:
