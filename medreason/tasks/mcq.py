@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.utils.jsonl import RecordError, describe_value
-from medreason.utils.record_files import read_records
+from medreason.utils.record_files import dataset_rows, read_records
 
 __all__ = ["Benchmark", "EvalRecord", "load_records", "to_eval_record"]
 
@@ -107,17 +107,10 @@ def _rows(benchmark: Benchmark, source: str) -> Iterator[tuple[str, dict[str, An
             )
         yield from read_records(path)
         return
-    import datasets
-
-    try:
-        rows = datasets.load_dataset(benchmark.dataset, benchmark.subset, split=benchmark.split)
-    except Exception as error:  # hub/network/format errors all mean "cannot read this source"
-        raise FileNotFoundError(
-            f"Benchmark {benchmark.name!r}: could not load dataset {source} ({type(error).__name__}: {error}). "
-            f"Download it, or set benchmark_paths.{benchmark.name}=FILE to a local JSONL/Parquet copy."
-        ) from error
-    for index, row in enumerate(rows):
-        yield f"index {index}", row
+    yield from dataset_rows(
+        f"Benchmark {benchmark.name!r}", benchmark.dataset, benchmark.subset, split=benchmark.split,
+        hint=f"Download it, or set benchmark_paths.{benchmark.name}=FILE to a local JSONL/Parquet copy.",
+    )
 
 
 def to_eval_record(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medreason.utils.jsonl import RecordError, describe_value
-from medreason.utils.record_files import read_records
+from medreason.utils.record_files import dataset_rows, read_records
 
 __all__ = ["RubricBenchmark", "RubricItem", "RubricRecord", "load_rubric_records", "to_rubric_record"]
 
@@ -206,17 +206,8 @@ def _rows(benchmark: RubricBenchmark, source: str) -> Iterator[tuple[str, Mappin
             )
         yield from read_records(source)
         return
-    import datasets
-
-    try:
-        rows = datasets.load_dataset(benchmark.dataset, split=benchmark.split)
-    except Exception as error:  # hub/network/format errors all mean "cannot read this source"
-        raise FileNotFoundError(
-            f"Rubric benchmark {benchmark.name!r}: could not load dataset {source} ({type(error).__name__}: {error}). "
-            f"{benchmark.note}"
-        ) from error
-    for index, row in enumerate(rows):
-        yield f"index {index}", row
+    yield from dataset_rows(f"Rubric benchmark {benchmark.name!r}", benchmark.dataset, split=benchmark.split,
+                            hint=benchmark.note)
 
 
 def load_rubric_records(

@@ -117,3 +117,19 @@ def _parquet_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise ValueError(f"{path} cannot be read as a Parquet file ({error}).") from error
     for index, row in enumerate(rows):
         yield f"index {index}", row
+
+
+def dataset_rows(label: str, dataset: str, *config: str | None, split: str, hint: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(position, row)`` of ``datasets.load_dataset(dataset, *config, split=split)``, positions ``"index N"``.
+
+    Any failure to load (Hub, network, format) becomes a ``FileNotFoundError`` naming ``label`` and the
+    dataset, followed by ``hint`` (what to download or set instead).
+    """
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(dataset, *config, split=split)
+    except Exception as error:  # hub/network/format errors all mean "cannot read this source"
+        raise FileNotFoundError(f"{label}: could not load dataset {dataset} ({type(error).__name__}: {error}). {hint}") from error
+    for index, row in enumerate(rows):
+        yield f"index {index}", row

@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-import torch
 
 from medreason.engines.base import Completion, GenerationEngine
 from medreason.rewards import LLMJudgeReward, RubricJudgeReward, get_reward
@@ -17,6 +16,8 @@ from medreason.testing.openai_server import FakeLLMServer, Fault, prompt_of
 from medreason.testing.tiny_rubric import keyword_judge
 from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 USER = [{"role": "user", "content": "My toddler has a barking cough."}]
 
@@ -132,14 +133,6 @@ def test_judge_rewards_need_a_judge_model_before_training():
 def _a_rubric(levels=4):
     """Rubric items the keyword judge grades by how often the response holds the letter "a" (a learnable target)."""
     return [{"criterion": f'Mentions "a" at least {k} times', "points": 1, "tags": ["axis:accuracy"]} for k in range(1, levels + 1)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _dapo_args(output_dir, **overrides):

@@ -16,12 +16,7 @@ from medreason.utils.config_errors import ConfigError, FieldError
 CPU = dict(use_cpu=True, bf16=False, report_to="none", disable_tqdm=True, activation_checkpointing=False, seed=7)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dapo_logs_benchmark_accuracy_at_eval_steps(tiny_model_dir, tmp_path):

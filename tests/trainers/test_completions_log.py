@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from medreason.testing import tiny_records
 from medreason.trainers.completions_log import FIELDS
@@ -12,13 +11,7 @@ from medreason.trainers.dapo_config import DAPOConfig
 from medreason.trainers.dapo_trainer import DAPOTrainer
 from medreason.utils.config_errors import FieldError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n: int = 8) -> list[dict]:

@@ -30,13 +30,7 @@ def constant_reward(completions, **kwargs):
     return [1.0] * len(completions)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model is ~10x faster on one thread than on two contended ones (shared CI machines)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
