@@ -85,7 +85,12 @@ from medreason.trainers.peft_adapters import (
     is_peft_model,
     save_adapter_and_merged,
 )
-from medreason.trainers.policy_weights import full_state_dict, is_sharded, iter_weight_buckets
+from medreason.trainers.policy_weights import (
+    full_state_dict,
+    is_sharded,
+    is_zero3_partitioned,
+    iter_weight_buckets,
+)
 from medreason.trainers.reward_rounds import PendingRound, begin_step, resolve_rewards, submit_rewards
 from medreason.utils.fused_logprobs import causal_lm_token_logprobs
 from medreason.utils.logging import get_logger
@@ -198,6 +203,14 @@ class DAPOTrainer:
         self.policy = self.accelerator.unwrap_model(self.model)
         # FSDP2 / ZeRO-3: forwards are collective (generation steps in sync).
         self.sharded = is_sharded(self.policy)
+        # ZeRO-3 gathers a module's partitions for its backward through hooks on the module's output tensors;
+        # the fused head's own backward recomputes logits from lm_head.weight outside them (DeepSpeed asserts
+        # "active_backward_submodules is empty"), so a ZeRO-3 policy takes the dense path (FSDP2 keeps fused).
+        zero3 = any(is_zero3_partitioned(parameter) for parameter in self.policy.parameters())
+        self.fused_logprobs = args.fused_logprobs and not zero3
+        if args.fused_logprobs and zero3:
+            logger.warning("fused_logprobs: DeepSpeed ZeRO-3 computes DAPO log-probs through full logits (chunked); "
+                           "launch with FSDP2 (accelerate/fsdp2_8gpu.yaml) for the fused path.")
         if self.sharded and args.peft is not None:
             raise ValueError("DAPO with a LoRA adapter (peft) runs unsharded: launch with DDP or ZeRO-2 (an adapter's "
                              "optimizer state is small), or drop the peft block to train all weights under FSDP2/ZeRO-3.")
@@ -384,7 +397,7 @@ class DAPOTrainer:
             inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids")}
         targets = batch["input_ids"][:, positions + 1]
         entropy_grad = torch.is_grad_enabled() and args.entropy_coeff > 0
-        if args.fused_logprobs:
+        if self.fused_logprobs:
             logprobs, entropy = causal_lm_token_logprobs(model, targets, args.logprob_chunk_size, args.temperature,
                                                          with_entropy, logits_to_keep=positions, use_cache=False, **inputs)
             if entropy is not None and not entropy_grad:

@@ -67,7 +67,7 @@ def _distinct_token_reward(completions, *, completion_ids, **kwargs):
 
 
 def _train(model_dir: str, output_dir: Path, max_steps: int = 2, resume: bool = False, seeded: bool = True,
-           fsdp2: bool = False, padding_free: bool = False, deepspeed: bool = False) -> DAPOTrainer:
+           fsdp2: bool = False, padding_free: bool = False, deepspeed: bool = False, fused: bool = True) -> DAPOTrainer:
     """``seeded=False``: the trainer's own transformers engine samples from the (possibly sharded) policy."""
     args = DAPOConfig(
         output_dir=str(output_dir), bf16=False, seed=0, max_steps=max_steps, num_generations=4,
@@ -75,7 +75,7 @@ def _train(model_dir: str, output_dir: Path, max_steps: int = 2, resume: bool = 
         overlong_buffer_length=0, rewards=["format"], dynamic_sampling=False, learning_rate=1e-4, warmup_steps=0,
         save_steps=1, micro_batch_token_budget=200,  # 1-2 sequences per micro-batch: the ranks get different counts
         weight_sync_bucket_mb=0.02,  # ~20 KB: the tiny model's weights arrive in several buckets
-        padding_free=padding_free,
+        padding_free=padding_free, fused_logprobs=fused,
         # DeepSpeed on CPU: use_cpu=False, ddp_backend="gloo", as the recipe runner sets them under that launch
         **(trainer_settings_for_launch({"use_cpu": True}) if deepspeed else {"use_cpu": True}),
     )
@@ -94,18 +94,19 @@ def _final_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def single(tiny_model_dir, tmp_path_factory):
-    """The single-process run of each layout (padded, padding-free), trained on first use."""
-    runs: dict[bool, DAPOTrainer] = {}
+    """The single-process run of each layout (padded, padding-free; fused or dense log-probs), trained on first use."""
+    runs: dict[tuple[bool, bool], DAPOTrainer] = {}
 
-    def run(padding_free: bool) -> DAPOTrainer:
-        if padding_free not in runs:
+    def run(padding_free: bool, fused: bool = True) -> DAPOTrainer:
+        if (padding_free, fused) not in runs:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                runs[padding_free] = _train(str(tiny_model_dir), tmp_path_factory.mktemp("single"), padding_free=padding_free)
+                runs[padding_free, fused] = _train(str(tiny_model_dir), tmp_path_factory.mktemp("single"),
+                                                   padding_free=padding_free, fused=fused)
             finally:
                 torch.set_num_threads(threads)
-        return runs[padding_free]
+        return runs[padding_free, fused]
 
     return run
 
@@ -115,7 +116,8 @@ def test_two_ranks_match_one_process(mode, single, tiny_model_dir, tmp_path):
     if mode.startswith("zero"):
         pytest.importorskip("deepspeed", reason="ZeRO needs deepspeed: DS_BUILD_OPS=0 pip install 'deepspeed>=0.17'")
     torchrun(__file__, mode, tiny_model_dir, tmp_path)
-    reference = single("padding-free" in mode)
+    # ZeRO-3 falls back to the dense log-prob path (DAPOTrainer.fused_logprobs), so its reference is dense.
+    reference = single("padding-free" in mode, fused=mode != "zero3")
 
     result = json.loads((tmp_path / "result.json").read_text())
     metrics = reference.log_history[-1]
