@@ -17,13 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medreason.engines import GenerationEngine
-from medreason.utils.launch import has_accelerator
-
-if TYPE_CHECKING:
-    from accelerate import PartialState
+from medreason.utils.launch import launch_state
 
 __all__ = ["Shard", "engine_kwargs_for_rank", "process_shard", "shard_chunks", "wait_for_all_ranks"]
 
@@ -41,17 +38,9 @@ class Shard:
     world_size: int
 
 
-def _launch_state() -> PartialState:
-    """accelerate's process state, over gloo when there is no GPU: the CPU launches
-    (``conf/accelerate/*_2cpu.yaml``) start their ranks as GPU launches do, and would otherwise find no backend."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=not has_accelerator())
-
-
 def process_shard() -> Shard | None:
     """This process's :class:`Shard` under a launch of several processes; ``None`` in one process."""
-    state = _launch_state()
+    state = launch_state()
     return Shard(state.process_index, state.num_processes) if state.num_processes > 1 else None
 
 
@@ -89,7 +78,7 @@ def engine_kwargs_for_rank(backend: str, engine: GenerationEngine | None, engine
             f"engine={type(engine).__name__ if engine is not None else None}): each rank builds its own engine. "
             "vLLM and OpenAI-compatible servers parallelise generation themselves; evaluate on one process."
         )
-    return {"device": _launch_state().device, **engine_kwargs}
+    return {"device": launch_state().device, **engine_kwargs}
 
 
 def wait_for_all_ranks() -> None:
@@ -99,4 +88,4 @@ def wait_for_all_ranks() -> None:
     runs far behind (long reasoning traces) must arrive within the process group's timeout (accelerate's
     default 30 minutes; raise it with ``InitProcessGroupKwargs(timeout=...)`` for very long evaluations).
     """
-    _launch_state().wait_for_everyone()
+    launch_state().wait_for_everyone()
