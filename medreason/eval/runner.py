@@ -93,7 +93,8 @@ def evaluate(
             its own transformers engine on its device (the whole model), generates its shard (see
             :func:`~medreason.eval.data_parallel.shard_chunks`) into a cache file of its own, waits for the
             others, and grades every item from all ranks' caches; only the main process writes predictions and
-            ``results.json``. Every rank returns the same results, equal to one process's. A no-op in one process.
+            ``results.json``. Every rank returns the same results, equal to one process's. In one process it only
+            checks that the backend is transformers and no ready engine was passed.
 
     Example (a notebook)::
 
