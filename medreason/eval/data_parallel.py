@@ -85,7 +85,7 @@ def wait_for_all_ranks() -> None:
     """Block until every rank has written its shard.
 
     A collective barrier: the shards are equal in size, so ranks arrive close together, but a rank that
-    runs far behind (long reasoning traces) must arrive within the process group's timeout (accelerate's
-    default 30 minutes; raise it with ``InitProcessGroupKwargs(timeout=...)`` for very long evaluations).
+    runs far behind (long reasoning traces) must arrive within the process group's timeout (torch's
+    default 30 minutes, which accelerate keeps; the first stage's ``Accelerator`` may set another).
     """
     launch_state().wait_for_everyone()
