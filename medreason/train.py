@@ -42,6 +42,7 @@ from medreason.utils.cli import force_add_overrides, reported_user_errors
 from medreason.utils.launch import (
     accelerate_distributed_type,
     forget_previous_stage_state,
+    launch_state,
     rank_local_model_loading,
 )
 from medreason.utils.logging import configure_logging, get_logger, logging_to_file
@@ -66,7 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Path]:
         print(f"# {count}: the config is valid otherwise" if unset else "# config is valid")  # noqa: T201
         return {}
     configs = validate_run_config(cfg, check_hardware=True)
-    state = PartialState()
+    state = launch_state()  # distributed also on the CPU launches, whatever stages the run selects
     output_dir = Path(cfg.output_dir)
     names = stage_names(cfg)
     kinds = {name: cfg.stages[name].kind for name in names}

@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM
 
 from medreason.config import config_dir
 from medreason.recipe import stage_names
+from medreason.testing import build_tiny_model_dir
 from medreason.testing.distributed import free_port
 
 pytestmark = pytest.mark.slow
@@ -235,3 +236,21 @@ def test_eval_under_two_ranks_gives_the_one_process_table(baselines, tmp_path):
     _finish(_start("ddp_2cpu", copy, tmp_path / "eval.log"), tmp_path / "eval.log")
     table = (copy / "eval" / "results.md").read_text()
     assert table == (single / "eval" / "results.md").read_text() and "Δ TTT" in table
+
+
+def test_eval_stage_is_data_parallel_under_ddp_and_gives_the_one_process_table(tmp_path):
+    """An eval stage without TTT under DDP: each rank generates its chunks (8 items each) into its own cache
+    file, and the main process writes the table and predictions one process writes."""
+    model = build_tiny_model_dir(tmp_path / "model")
+    overrides = ("stage=eval", f"++stages.eval.init_from={model}", "stages.eval.evaluate.ttt=null",
+                 "stages.eval.evaluate.chunk_size=8")
+    runs = {}
+    for launch in (None, "ddp_2cpu"):
+        runs[launch] = tmp_path / (launch or "single")
+        _finish(_start(launch, runs[launch], tmp_path / f"{launch}.log", overrides=overrides), tmp_path / f"{launch}.log")
+    single, ddp = runs[None] / "eval", runs["ddp_2cpu"] / "eval"
+    assert (ddp / "results.md").read_text() == (single / "results.md").read_text()
+    [cache] = (ddp / "generations").iterdir()
+    assert sorted(path.name for path in cache.iterdir()) == ["tiny_mcq.rank0.jsonl", "tiny_mcq.rank1.jsonl"]
+    [predictions] = single.glob("*/tiny_mcq.predictions.jsonl")
+    assert (ddp / predictions.relative_to(single)).read_text() == predictions.read_text()

@@ -6,10 +6,15 @@ template regenerates instead of silently reusing stale answers). Lines are appen
 synced after each engine call (token ids are not kept, only their count), so a crash or Ctrl-C loses at
 most the call in flight; a torn last line is skipped on reload, its item generated again and appended on
 a line of its own (:class:`~medreason.utils.jsonl.JsonlLog`).
+
+Under data-parallel evaluation each rank appends to a file of its own, ``<benchmark>.rank<r>.jsonl``
+(one writer per file, so no lock across processes), and every cache reads all of a benchmark's files:
+a killed run resumes under any number of processes, one included, without generating anything twice.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -47,14 +52,22 @@ class GenerationCache:
         root: The cache directory (``<output_dir>/generations`` in :func:`~medreason.eval.evaluate`).
         model_name: The engine's model name.
         benchmark: The benchmark name.
+        rank: Under data-parallel evaluation, the rank whose file ``put`` appends to
+            (``<benchmark>.rank<rank>.jsonl``); ``None`` for ``<benchmark>.jsonl``. Reads see every file.
     """
 
-    def __init__(self, root: str | os.PathLike, model_name: str, benchmark: str):
+    def __init__(self, root: str | os.PathLike, model_name: str, benchmark: str, rank: int | None = None):
         self.model_name = model_name
         self.benchmark = benchmark
-        self.path = Path(root) / model_slug(model_name) / f"{benchmark}.jsonl"
+        folder = Path(root) / model_slug(model_name)
+        self.path = folder / (f"{benchmark}.jsonl" if rank is None else f"{benchmark}.rank{rank}.jsonl")
         self._log = JsonlLog(self.path, fsync=True)
-        self._entries = dict(entry for entry in self._log.read(self._parse) if entry is not None)
+        rank_files = sorted(glob.glob(os.path.join(glob.escape(str(folder)), f"{glob.escape(benchmark)}.rank*.jsonl")))
+        paths = [folder / f"{benchmark}.jsonl", *map(Path, rank_files)]
+        self._entries: dict[tuple[str, str, str], list[Completion]] = {}
+        for path in paths:
+            log = self._log if path == self.path else JsonlLog(path)
+            self._entries.update(entry for entry in log.read(self._parse) if entry is not None)
 
     def _parse(self, entry: dict[str, Any]) -> tuple[tuple[str, str, str], list[Completion]] | None:
         """An entry's key and completions; ``None`` for another model's or benchmark's entry."""

@@ -10,6 +10,7 @@ from typing import Any
 from medreason.eval.results import EvalResults
 from medreason.eval.runner import evaluate
 from medreason.eval.ttt_comparison import evaluate_from_config, side_by_side_table
+from medreason.utils.logging import is_main_process
 
 __all__ = ["evaluate_and_report"]
 
@@ -40,6 +41,8 @@ def evaluate_and_report(
     else:
         results = evaluate(model, suite=suite, **evaluate_kwargs)
         table = results.table()
+    if evaluate_kwargs.get("data_parallel") and not is_main_process():
+        return results, table, metrics  # every rank evaluated; the main process writes the report
     report_dir = Path(report_dir or results.output_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "results.md").write_text(table + "\n", encoding="utf-8")

@@ -13,6 +13,13 @@ from tqdm.auto import tqdm
 from medreason.engines import GenerationEngine, SamplingParams, build_engine
 from medreason.eval.benchmarks import resolve_benchmarks
 from medreason.eval.cache import GenerationCache, model_slug
+from medreason.eval.data_parallel import (
+    Shard,
+    engine_kwargs_for_rank,
+    process_shard,
+    shard_chunks,
+    wait_for_all_ranks,
+)
 from medreason.eval.results import BenchmarkResult, EvalResults, mean_and_stderr
 from medreason.tasks.grading import extract_choice
 from medreason.tasks.mcq import Benchmark, EvalRecord, load_records
@@ -51,6 +58,7 @@ def evaluate(
     output_dir: str | os.PathLike = "eval_results",
     chunk_size: int = 64,
     progress: bool = True,
+    data_parallel: bool = False,
 ) -> EvalResults:
     """Evaluate a model on a suite and/or a list of benchmarks.
 
@@ -81,6 +89,12 @@ def evaluate(
         output_dir: Where caches, predictions and ``results.json`` go.
         chunk_size: Prompts per engine call (and per cache flush).
         progress: Show a progress bar (main process only).
+        data_parallel: Under a launch of N > 1 processes, every process calls this function: each builds
+            its own transformers engine on its device (the whole model), generates its shard (see
+            :func:`~medreason.eval.data_parallel.shard_chunks`) into a cache file of its own, waits for the
+            others, and grades every item from all ranks' caches; only the main process writes predictions and
+            ``results.json``. Every rank returns the same results, equal to one process's. In one process it only
+            checks that the backend is transformers and no ready engine was passed.
 
     Example (a notebook)::
 
@@ -126,13 +140,18 @@ def evaluate(
         raise FileNotFoundError("None of the requested benchmarks' data was found (see the warnings above).")
     chosen = [b for b in resolved if b.name in records]
 
+    engine_kwargs = dict(engine_kwargs or {})
+    shard = None
+    if data_parallel:
+        engine_kwargs = engine_kwargs_for_rank(backend, engine, engine_kwargs)
+        shard = process_shard()
     owns_engine = engine is None
     if engine is None:
-        engine = build_engine(backend, model=model, **dict(engine_kwargs or {}))
+        engine = build_engine(backend, model=model, **engine_kwargs)
     output_dir = Path(output_dir)
     try:
         results = [
-            _run_benchmark(b, records[b.name], engine, sampling, template, output_dir, chunk_size, progress)
+            _run_benchmark(b, records[b.name], engine, sampling, template, output_dir, chunk_size, progress, shard)
             for b in chosen
         ]
     finally:
@@ -145,7 +164,8 @@ def evaluate(
         sampling=asdict(sampling),
         output_dir=str(output_dir / model_slug(engine.model_name)),
     )
-    run.save(Path(run.output_dir) / "results.json")
+    if shard is None or shard.rank == 0:
+        run.save(Path(run.output_dir) / "results.json")
     return run
 
 
@@ -158,30 +178,35 @@ def _run_benchmark(
     output_dir: Path,
     chunk_size: int,
     progress: bool,
+    shard: Shard | None = None,
 ) -> BenchmarkResult:
-    cache = GenerationCache(output_dir / "generations", engine.model_name, benchmark.name)
+    cache_root = output_dir / "generations"
+    cache = GenerationCache(cache_root, engine.model_name, benchmark.name, None if shard is None else shard.rank)
     prompts = [template(record) for record in records]
-    missing = [
+    missing = {
         i
         for i, (r, p) in enumerate(zip(records, prompts, strict=True))
         if cache.get(r.id, sampling, p) is None
-    ]
+    }
+    chunks = shard_chunks(len(records), missing, chunk_size, shard)
+    to_generate = sum(map(len, chunks))
     logger.info(
-        "%s: %d items, %d cached, %d to generate.",
+        "%s: %d items, %d cached, %d to generate%s.",
         benchmark.name,
         len(records),
         len(records) - len(missing),
-        len(missing),
+        to_generate,
+        "" if shard is None else f" on rank {shard.rank} of {shard.world_size}",
+        extra={"all_ranks": shard is not None},
     )
     with tqdm(
         total=len(records),
-        initial=len(records) - len(missing),
+        initial=len(records) - to_generate,
         desc=benchmark.name,
         unit="item",
         disable=not progress or not is_main_process(),
     ) as bar:
-        for start in range(0, len(missing), chunk_size):
-            chunk = missing[start : start + chunk_size]
+        for chunk in chunks:
             outputs = engine.generate([prompts[i] for i in chunk], sampling)
             if len(outputs) != len(chunk) or any(len(o) != sampling.n for o in outputs):
                 raise RuntimeError(
@@ -192,10 +217,17 @@ def _run_benchmark(
                 [(records[i].id, prompts[i], out) for i, out in zip(chunk, outputs, strict=True)], sampling
             )
             bar.update(len(chunk))
+    if shard is not None:  # grade from every rank's cache once all have written their shard
+        wait_for_all_ranks()
+        cache = GenerationCache(cache_root, engine.model_name, benchmark.name)
 
     rows, item_accuracy, unanswered, truncated = [], [], 0, 0
     for record, prompt in zip(records, prompts, strict=True):
         completions = cache.get(record.id, sampling, prompt)
+        if completions is None:  # only under data parallelism, were a rank's cache file lost
+            raise RuntimeError(
+                f"{benchmark.name}: item {record.id!r} has no generation in {cache_root}; rerun to generate it."
+            )
         predictions = [extract_choice(c.text, record.options) for c in completions]
         correct = [p == record.answer for p in predictions]
         item_accuracy.append(sum(correct) / len(correct))
@@ -214,7 +246,8 @@ def _run_benchmark(
             }
         )
     predictions_path = output_dir / model_slug(engine.model_name) / f"{benchmark.name}.predictions.jsonl"
-    write_jsonl(predictions_path, rows)
+    if shard is None or shard.rank == 0:
+        write_jsonl(predictions_path, rows)
     accuracy, stderr = mean_and_stderr(item_accuracy)
     total = len(records) * sampling.n
     logger.info(

@@ -8,6 +8,7 @@ The facts are simplified textbook associations, good enough to give a tiny model
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -154,9 +155,15 @@ def tiny_benchmark_records(num_records: int = 24, seed: int = 1) -> list[dict[st
 
 
 def write_tiny_benchmark(directory: Path) -> Path:
-    """Write :func:`tiny_benchmark_records` to ``directory/tiny_mcq.jsonl`` and return the path."""
+    """Write :func:`tiny_benchmark_records` to ``directory/tiny_mcq.jsonl`` and return the path.
+
+    Written beside and renamed into place, so the ranks of a data-parallel evaluation, which all write
+    it, never read a file another rank is truncating.
+    """
     path = Path(directory) / "tiny_mcq.jsonl"
-    write_jsonl(path, tiny_benchmark_records())
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    write_jsonl(partial, tiny_benchmark_records())
+    os.replace(partial, path)
     return path
 
 

@@ -31,7 +31,10 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 LAUNCHES = ("single", "ddp", "fsdp", "deepspeed")
 
@@ -57,6 +60,15 @@ def has_accelerator() -> bool:
     import torch
 
     return torch.accelerator.is_available()
+
+
+def launch_state() -> PartialState:
+    """accelerate's process state, over gloo when there is no GPU: the CPU launches
+    (``conf/accelerate/*_2cpu.yaml``) start their ranks as GPU launches do, and a plain ``PartialState()``
+    would find no backend there and take each rank for a single process."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not has_accelerator())
 
 
 def trainer_settings_for_launch(settings: dict[str, Any]) -> dict[str, Any]:
