@@ -61,6 +61,7 @@ from medreason.trainers.dapo_accumulation import configure_deepspeed, finish_upd
 from medreason.trainers.dapo_batch import TrainingSequence, collate, collate_packed, completion_grid
 from medreason.trainers.dapo_checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from medreason.trainers.dapo_config import DAPOConfig
+from medreason.trainers.dapo_logprobs import completion_logprobs
 from medreason.trainers.dapo_loss import (
     aggregate_loss,
     aggregation_count,
@@ -68,8 +69,6 @@ from medreason.trainers.dapo_loss import (
     group_advantages,
     kl_penalty,
     pack_by_token_budget,
-    selective_log_softmax,
-    token_entropy,
 )
 from medreason.trainers.dapo_progress import step_bar, step_line
 from medreason.trainers.dynamic_sampling import (
@@ -92,7 +91,6 @@ from medreason.trainers.policy_weights import (
     iter_weight_buckets,
 )
 from medreason.trainers.reward_rounds import PendingRound, begin_step, resolve_rewards, submit_rewards
-from medreason.utils.fused_logprobs import causal_lm_token_logprobs
 from medreason.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -382,45 +380,7 @@ class DAPOTrainer:
     def _logprobs(
         self, model: torch.nn.Module, batch: dict[str, torch.Tensor], with_entropy: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probs of the completion tokens (and their entropies) at the sampling temperature.
-
-        Both come as ``[sequence, completion]`` grids, in either layout; entries outside the completion mask
-        carry no meaning (the loss masks them).
-        """
-        mask, args = batch["completion_mask"], self.args
-        if "logit_positions" in batch:  # padding-free: one row, logits only where they predict a completion token
-            positions = batch["logit_positions"]
-            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
-        else:  # the last mask.shape[1] + 1 positions, less the last one, predict the completion tokens
-            length = batch["input_ids"].shape[1]
-            positions = torch.arange(length - mask.shape[1] - 1, length - 1, device=mask.device)
-            inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids")}
-        targets = batch["input_ids"][:, positions + 1]
-        entropy_grad = torch.is_grad_enabled() and args.entropy_coeff > 0
-        if self.fused_logprobs:
-            logprobs, entropy = causal_lm_token_logprobs(model, targets, args.logprob_chunk_size, args.temperature,
-                                                         with_entropy, logits_to_keep=positions, use_cache=False, **inputs)
-            if entropy is not None and not entropy_grad:
-                entropy = entropy.detach()
-        else:  # the dense path: [tokens x vocab] logits (kept for comparison, benchmarks/dapo_memory.py)
-            logits = model(**inputs, logits_to_keep=positions, use_cache=False).logits
-            if args.temperature != 1.0:  # the card samples at 1.0: skip a full copy of the logits
-                logits = logits / args.temperature
-            logprobs = selective_log_softmax(logits, targets, args.logprob_chunk_size)
-            entropy = None
-            if with_entropy:
-                with torch.set_grad_enabled(entropy_grad):
-                    entropy = token_entropy(logits, args.logprob_chunk_size)
-        return self._on_grid(logprobs, batch), None if entropy is None else self._on_grid(entropy, batch)
-
-    @staticmethod
-    def _on_grid(values: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Padding-free values ``[1, tokens]`` scattered onto the ``[sequence, completion]`` grid; padded ones as is."""
-        if "grid_index" not in batch:
-            return values
-        rows, columns = batch["grid_index"]
-        grid = values.new_zeros(batch["completion_mask"].shape)
-        return grid.index_put((rows, columns), values[0])
+        return completion_logprobs(model, batch, self.args, self.fused_logprobs, with_entropy)
 
     @torch.no_grad()
     def _fill_logprobs(self, sequences: list[TrainingSequence], model: torch.nn.Module, attribute: str) -> None:
